@@ -1,0 +1,32 @@
+"""Typed result records shared by transcription, the writers and evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Segment:
+    """One decoded stretch of speech; times are seconds in the original media."""
+
+    id: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int] = field(default_factory=list)
+    repetition_cut: bool = False
+
+
+@dataclass
+class Transcript:
+    """Everything tinyaudio knows about one transcribed input."""
+
+    source: str
+    segments: list[Segment]
+    duration: float
+    model: str
+    language: str = "en"
+
+    @property
+    def text(self) -> str:
+        return " ".join(segment.text for segment in self.segments if segment.text).strip()
