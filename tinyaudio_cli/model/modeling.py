@@ -1,0 +1,234 @@
+"""The Tiny Audio stack: Whisper encoder (frozen) → MOSA projector → causal LM (frozen).
+
+One 30 s window of audio becomes `audio_tokens_max` projector frames (375 for Whisper). The prompt
+is the checkpoint's chat template over [system, user: "Transcribe: <audio>"]; the single `<audio>`
+token's embedding is replaced by projector frames and the LM continues greedily.
+
+Two attention modes, both computed by the same code:
+- `reference`: all frames of the window go to the LM, padding included (what the published
+  reference does at inference).
+- `trimmed`: only the frames that cover real audio go to the LM, but every token after them keeps
+  the position it would have with all frames. That is the training-time computation (padded audio
+  masked, positions not compacted) at a fraction of the LM cost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..audio import SAMPLE_RATE, WINDOW_SAMPLES
+from .config import AUDIO_TOKEN, TinyAudioConfig
+from .decoding import greedy_decode
+from .projector import STRIDE as PROJECTOR_STRIDE
+from .projector import MOSAProjector
+
+AttentionMode = Literal["reference", "trimmed"]
+ATTENTION_MODES: tuple[AttentionMode, ...] = ("reference", "trimmed")
+DEFAULT_MODE: AttentionMode = "trimmed"
+
+
+@dataclass
+class Transcription:
+    text: str
+    token_ids: list[int]
+
+
+@dataclass
+class Prompt:
+    """Token ids before and after the `<audio>` placeholder."""
+
+    prefix: list[int]
+    suffix: list[int]
+
+
+class TinyAudioModel(nn.Module):
+    def __init__(
+        self,
+        config: TinyAudioConfig,
+        encoder: nn.Module,
+        projector: MOSAProjector,
+        lm: nn.Module,
+        tokenizer,
+        feature_extractor,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        self.projector = projector
+        self.lm = lm
+        self.tokenizer = tokenizer
+        self.feature_extractor = feature_extractor
+        self.prompt = build_prompt(tokenizer, config)
+        self.stop_ids = stop_token_ids(tokenizer, lm)
+        self.audio_token_id = tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
+        # the encoder's conv2 halves mel frames; the projector divides by 4 again
+        self.mel_frames_per_token = encoder.conv1.stride[0] * encoder.conv2.stride[0] * PROJECTOR_STRIDE
+        self.audio_tokens_max = math.ceil(encoder.config.max_source_positions / PROJECTOR_STRIDE)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.projector.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.projector.parameters()).dtype
+
+    # -- audio → LM embeddings ------------------------------------------------------------
+
+    def features(self, audios: Sequence[np.ndarray]) -> torch.Tensor:
+        """Whisper log-mel features, every clip zero-padded to 30 s: [batch, n_mels, 3000]."""
+        for audio in audios:
+            if len(audio) > WINDOW_SAMPLES:
+                raise ValueError(f"clip of {len(audio) / SAMPLE_RATE:.1f} s exceeds the 30 s window")
+        features = self.feature_extractor(
+            [np.asarray(audio, dtype=np.float32) for audio in audios],
+            sampling_rate=SAMPLE_RATE,
+            return_tensors="pt",
+        ).input_features
+        return features.to(self.device, self.dtype)
+
+    def audio_token_count(self, num_samples: int) -> int:
+        """Projector frames that cover real audio (the rest only covers the 30 s padding)."""
+        mel_frames = math.ceil(num_samples / self.feature_extractor.hop_length)
+        return max(1, min(self.audio_tokens_max, math.ceil(mel_frames / self.mel_frames_per_token)))
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """Log-mel features → projector frames [batch, audio_tokens_max, llm_dim]."""
+        with torch.no_grad():
+            encoded = self.encoder(features).last_hidden_state
+        return self.projector(encoded)
+
+    # -- prompt assembly ----------------------------------------------------------------------
+
+    def build_inputs(
+        self,
+        audio_frames: Sequence[torch.Tensor],
+        mode: AttentionMode,
+        continuations: Sequence[list[int]] = (),
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded prompt embeddings for a batch.
+
+        `audio_frames[i]` holds the projector frames to place at `<audio>`; `continuations[i]`
+        optional token ids appended after the prompt (the target text, when training).
+        Returns inputs_embeds, attention_mask, position_ids and each row's length.
+        """
+        prefix, suffix = self.prompt.prefix, self.prompt.suffix
+        embed = self.lm.get_input_embeddings()
+        rows, positions = [], []
+        for i, frames in enumerate(audio_frames):
+            tail = suffix + (list(continuations[i]) if continuations else [])
+            ids = torch.tensor(prefix + tail, device=self.device)
+            text = embed(ids)
+            rows.append(torch.cat([text[: len(prefix)], frames.to(text.dtype), text[len(prefix) :]]))
+            # in trimmed mode the text after the audio keeps the positions of the full window
+            audio_span = len(frames) if mode == "reference" else self.audio_tokens_max
+            after = len(prefix) + audio_span
+            positions.append(
+                torch.cat(
+                    [
+                        torch.arange(len(prefix) + len(frames)),
+                        torch.arange(after, after + len(tail)),
+                    ]
+                )
+            )
+        lengths = torch.tensor([len(row) for row in rows], device=self.device)
+        width = int(lengths.max())
+        inputs_embeds = rows[0].new_zeros(len(rows), width, rows[0].shape[-1])
+        attention_mask = torch.zeros(len(rows), width, dtype=torch.long, device=self.device)
+        position_ids = torch.zeros(len(rows), width, dtype=torch.long, device=self.device)
+        for i, (row, pos) in enumerate(zip(rows, positions, strict=True)):
+            inputs_embeds[i, : len(row)] = row
+            attention_mask[i, : len(row)] = 1
+            position_ids[i, : len(row)] = pos.to(self.device)
+        return inputs_embeds, attention_mask, position_ids, lengths
+
+    def select_frames(
+        self, projected: torch.Tensor, num_samples: Sequence[int], mode: AttentionMode
+    ) -> list[torch.Tensor]:
+        if mode == "reference":
+            return list(projected)
+        return [frames[: self.audio_token_count(n)] for frames, n in zip(projected, num_samples, strict=True)]
+
+    # -- transcription ---------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def generate_ids(
+        self,
+        audios: Sequence[np.ndarray],
+        mode: AttentionMode = DEFAULT_MODE,
+        max_new_tokens: int | None = None,
+    ) -> list[list[int]]:
+        """Greedy token ids for one batch of ≤30 s clips (16 kHz mono float32)."""
+        if mode not in ATTENTION_MODES:
+            raise ValueError(f"unknown attention mode {mode!r}; choose from {ATTENTION_MODES}")
+        projected = self.encode(self.features(audios))
+        frames = self.select_frames(projected, [len(a) for a in audios], mode)
+        inputs_embeds, attention_mask, position_ids, lengths = self.build_inputs(frames, mode)
+        return greedy_decode(
+            self.lm,
+            inputs_embeds,
+            attention_mask,
+            position_ids,
+            lengths,
+            max_new_tokens=max_new_tokens or self.config.max_new_tokens,
+            stop_ids=self.stop_ids,
+            banned_ids=[self.audio_token_id],
+        )
+
+    def transcribe(
+        self,
+        audios: Sequence[np.ndarray],
+        mode: AttentionMode = DEFAULT_MODE,
+        batch_size: int = 8,
+        max_new_tokens: int | None = None,
+    ) -> list[Transcription]:
+        """One result per clip; clips of similar length share a batch, results keep input order."""
+        order = sorted(range(len(audios)), key=lambda i: len(audios[i]), reverse=True)
+        results: list[Transcription | None] = [None] * len(audios)
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            ids = self.generate_ids([audios[i] for i in batch], mode, max_new_tokens)
+            for i, token_ids in zip(batch, ids, strict=True):
+                results[i] = Transcription(self.decode_text(token_ids), token_ids)
+        return results  # type: ignore[return-value]
+
+    def decode_text(self, token_ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(token_ids), skip_special_tokens=True).strip()
+
+
+def build_prompt(tokenizer, config: TinyAudioConfig) -> Prompt:
+    """Render the checkpoint's own chat template and split it at the `<audio>` placeholder."""
+    messages = [
+        {"role": "system", "content": config.system_prompt},
+        {"role": "user", "content": config.user_prompt},
+    ]
+    text = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, enable_thinking=False
+    )
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    audio_id = tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
+    if ids.count(audio_id) != 1:
+        raise ValueError(f"the prompt must hold exactly one {AUDIO_TOKEN} token: {text!r}")
+    split = ids.index(audio_id)
+    return Prompt(prefix=ids[:split], suffix=ids[split + 1 :])
+
+
+def stop_token_ids(tokenizer, lm: nn.Module) -> list[int]:
+    """`<|im_end|>` ends a chat turn; the LM's own end-of-sequence ids stop decoding too."""
+    ids = set()
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
+        ids.add(im_end)
+    for candidate in (tokenizer.eos_token_id, getattr(lm.generation_config, "eos_token_id", None)):
+        if isinstance(candidate, int):
+            ids.add(candidate)
+        elif isinstance(candidate, list):
+            ids.update(candidate)
+    return sorted(ids)
