@@ -17,10 +17,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
 from ..audio import SAMPLE_RATE, WINDOW_SAMPLES
@@ -201,6 +203,24 @@ class TinyAudioModel(nn.Module):
 
     def decode_text(self, token_ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=True).strip()
+
+    # -- saving ------------------------------------------------------------------------------------
+
+    def save_pretrained(self, folder: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """The published layout: config, projector-only safetensors, tokenizer, feature extractor."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {
+            f"projector.{name}": tensor.detach().to("cpu", dtype or tensor.dtype).contiguous()
+            for name, tensor in self.projector.state_dict().items()
+        }
+        save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+        self.config.model_dtype = str(dtype or self.dtype).removeprefix("torch.")
+        self.config.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        self.feature_extractor.save_pretrained(folder)
+        self.lm.generation_config.save_pretrained(folder)
+        return folder
 
 
 def build_prompt(tokenizer, config: TinyAudioConfig) -> Prompt:

@@ -1,0 +1,238 @@
+"""The model core on tiny random stacks (SmolLM3 and Llama LMs): loading, the projector, both attention modes."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from tinystack import build_checkpoint, build_whisper
+from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+from tinyaudio_cli.errors import TinyAudioError
+from tinyaudio_cli.model import MOSAProjector, TinyAudioConfig, load_model
+from tinyaudio_cli.model.loading import load_whisper_encoder
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+SR = 16_000
+
+
+@pytest.fixture(scope="module", params=["smollm3", "llama"])
+def model(request, tmp_path_factory):
+    folder = build_checkpoint(tmp_path_factory.mktemp(request.param), request.param)
+    return load_model(str(folder), device="cpu")
+
+
+def noise(seconds: float, seed: int) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(int(seconds * SR)) * 0.1).astype(np.float32)
+
+
+# -- config -----------------------------------------------------------------------------------------
+
+
+def test_config_round_trip_keeps_unknown_keys(tmp_path):
+    published = {
+        "model_type": "asr_model",
+        "audio_model_id": "openai/whisper-large-v3-turbo",
+        "text_model_id": "HuggingFaceTB/SmolLM3-3B",
+        "projector_hidden_dim": None,
+        "auto_map": {"AutoConfig": "asr_config.ASRConfig"},
+        "text_config": {"hidden_size": 2048, "model_type": "smollm3"},
+        "inference_warmup_tokens": 10,
+        "max_new_tokens": 256,
+    }
+    config = TinyAudioConfig.from_dict(published)
+    assert config.num_experts == 4 and config.expert_hidden_dim == 4096
+    assert config.num_beams == 1 and config.do_sample is False and config.repetition_penalty == 1.0
+    config.save_pretrained(tmp_path)
+    again = TinyAudioConfig.from_pretrained(tmp_path).to_dict()
+    for key, value in published.items():
+        assert again[key] == value
+    assert again == config.to_dict()
+
+
+# -- projector ----------------------------------------------------------------------------------------
+
+
+def test_projector_parameter_names_match_published_layout():
+    shapes = {name: tuple(p.shape) for name, p in MOSAProjector(64, 32, 128, 4).state_dict().items()}
+    expected = {
+        "conv.0.weight": (32, 64, 3),
+        "conv.0.bias": (32,),
+        "conv.2.weight": (32, 32, 3),
+        "conv.2.bias": (32,),
+        "router.0.weight": (512, 64),
+        "router.0.bias": (512,),
+        "router.2.weight": (4, 512),
+        "router.2.bias": (4,),
+        "ln_post.weight": (32,),
+    }
+    for i in range(4):
+        expected |= {
+            f"experts.{i}.fc1.weight": (128, 32),
+            f"experts.{i}.fc1.bias": (128,),
+            f"experts.{i}.fc2.weight": (32, 128),
+            f"experts.{i}.fc2.bias": (32,),
+        }
+    assert shapes == expected
+
+
+@pytest.mark.parametrize("frames", [1500, 1499, 7])
+def test_projector_math_matches_functional_formula(frames):
+    torch.manual_seed(0)
+    projector = MOSAProjector(16, 8, 24, 3).eval()
+    for p in projector.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(2, frames, 16)
+    sd = projector.state_dict()
+    padded = F.pad(x, (0, 0, 0, (4 - frames % 4) % 4))
+    h = F.relu(F.conv1d(padded.transpose(1, 2), sd["conv.0.weight"], sd["conv.0.bias"], stride=2, padding=1))
+    h = F.relu(F.conv1d(h, sd["conv.2.weight"], sd["conv.2.bias"], stride=2, padding=1)).transpose(1, 2)
+    logits = F.linear(
+        F.relu(F.linear(padded, sd["router.0.weight"], sd["router.0.bias"])), sd["router.2.weight"]
+    )
+    logits = logits + sd["router.2.bias"]
+    weights = torch.stack([logits[:, i::4] for i in range(4)]).mean(0).softmax(-1)
+    out = torch.zeros_like(h)
+    for i in range(3):
+        hidden = F.relu(F.linear(h, sd[f"experts.{i}.fc1.weight"], sd[f"experts.{i}.fc1.bias"]))
+        out += weights[..., i : i + 1] * F.linear(
+            hidden, sd[f"experts.{i}.fc2.weight"], sd[f"experts.{i}.fc2.bias"]
+        )
+    out = out * torch.rsqrt(out.pow(2).mean(-1, keepdim=True) + 1e-6) * sd["ln_post.weight"]
+    result = projector(x)
+    assert result.shape == (2, math.ceil(frames / 4), 8)
+    torch.testing.assert_close(result, out, atol=1e-5, rtol=1e-5)
+
+
+# -- loading ------------------------------------------------------------------------------------------
+
+
+def test_loaded_model_is_frozen_except_projector_and_round_trips(model, tmp_path):
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    assert not any(p.requires_grad for p in model.lm.parameters())
+    assert model.audio_tokens_max == 375
+    saved = model.save_pretrained(tmp_path / "again")
+    again = load_model(str(saved), device="cpu")
+    for (name, a), b in zip(
+        model.projector.state_dict().items(), again.projector.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    clip = [noise(2, 1)]
+    assert again.generate_ids(clip, max_new_tokens=6) == model.generate_ids(clip, max_new_tokens=6)
+
+
+def test_encoder_loads_from_full_whisper_layouts_without_decoder(tmp_path):
+    reference = build_whisper(tmp_path / "whisper-model")
+    config = WhisperConfig.from_pretrained(reference)
+    full = WhisperForConditionalGeneration(config)  # keys "model.encoder.*" and "model.decoder.*"
+    full.model.encoder.load_state_dict(
+        load_whisper_encoder(reference, torch.float32, torch.device("cpu"), "sdpa").state_dict()
+    )
+    full.save_pretrained(tmp_path / "whisper-cg")
+    a = load_whisper_encoder(reference, torch.float32, torch.device("cpu"), "sdpa")
+    b = load_whisper_encoder(tmp_path / "whisper-cg", torch.float32, torch.device("cpu"), "sdpa")
+    assert not any("decoder" in name for name in b.state_dict())
+    features = torch.randn(1, 80, 3000)
+    torch.testing.assert_close(a(features).last_hidden_state, b(features).last_hidden_state)
+
+
+def fake_hub_cache(cache, repo_id: str, source) -> None:
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(source, snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+
+
+def test_load_by_hub_id_from_cache_and_clear_offline_error(tmp_path, monkeypatch):
+    checkpoint = build_checkpoint(tmp_path / "src", "llama")
+    cache = tmp_path / "hub"
+    config = TinyAudioConfig.from_pretrained(checkpoint)
+    fake_hub_cache(cache, "org/whisper-tiny", config.audio_model_id)
+    fake_hub_cache(cache, "org/lm-tiny", config.text_model_id)
+    config.audio_model_id, config.text_model_id = "org/whisper-tiny", "org/lm-tiny"
+    config.save_pretrained(checkpoint)
+    fake_hub_cache(cache, "org/tiny-audio", checkpoint)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    model = load_model("org/tiny-audio", device="cpu")
+    assert model.transcribe([noise(1, 2)], max_new_tokens=3)[0].token_ids
+    with pytest.raises(TinyAudioError, match="tinyaudio download org/missing"):
+        load_model("org/missing", device="cpu")
+
+
+def test_bases_mapping_env_redirects_base_ids(tmp_path, monkeypatch):
+    checkpoint = build_checkpoint(tmp_path / "src", "llama")
+    config = TinyAudioConfig.from_pretrained(checkpoint)
+    mapping = f"org/w={config.audio_model_id},org/l={config.text_model_id}"
+    config.audio_model_id, config.text_model_id = "org/w", "org/l"
+    config.save_pretrained(checkpoint)
+    monkeypatch.setenv("TINYAUDIO_BASES", mapping)
+    assert load_model(str(checkpoint), device="cpu").transcribe([noise(1, 3)], max_new_tokens=2)
+
+
+def test_missing_safetensors_is_one_clear_error(tmp_path):
+    checkpoint = build_checkpoint(tmp_path / "src", "llama")
+    (checkpoint / "model.safetensors").unlink()
+    with pytest.raises(TinyAudioError, match="safetensors"):
+        load_model(str(checkpoint), device="cpu")
+
+
+# -- attention modes ----------------------------------------------------------------------------------
+
+
+def text_logits(model, frames, mode, continuation, mask_from=None):
+    """Teacher-forced logits over the prompt suffix and the continuation."""
+    embeds, mask, positions, lengths = model.build_inputs([frames], mode, [continuation])
+    if mask_from is not None:
+        start = len(model.prompt.prefix)
+        mask[0, start + mask_from : start + len(frames)] = 0
+    with torch.no_grad():
+        logits = model.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits[0]
+    tail = len(model.prompt.suffix) + len(continuation)
+    return logits[int(lengths[0]) - tail : int(lengths[0])]
+
+
+@pytest.mark.parametrize("seconds", [0.4, 2.3, 11.0, 30.0])
+def test_trimmed_equals_full_window_with_padding_masked(model, seconds):
+    clip = noise(seconds, 7)
+    tokens = model.generate_ids([clip], mode="trimmed", max_new_tokens=8)[0]
+    projected = model.encode(model.features([clip]))[0]
+    kept = model.audio_token_count(len(clip))
+    assert kept == min(375, math.ceil(math.ceil(len(clip) / 160) / 8))
+    trimmed = text_logits(model, projected[:kept], "trimmed", tokens)
+    masked = text_logits(model, projected, "reference", tokens, mask_from=kept)
+    torch.testing.assert_close(trimmed, masked, atol=1e-4, rtol=0)
+    # greedy decoding with the KV cache picks exactly the teacher-forced argmax at every step
+    steps = trimmed[len(model.prompt.suffix) - 1 : -1].argmax(-1).tolist()
+    assert steps == tokens[: len(steps)]
+
+
+def test_trimmed_differs_from_reference_when_padding_is_attended(model):
+    clip = noise(1.5, 9)
+    projected = model.encode(model.features([clip]))[0]
+    kept = model.audio_token_count(len(clip))
+    tokens = [5, 6, 7]
+    trimmed = text_logits(model, projected[:kept], "trimmed", tokens)
+    reference = text_logits(model, projected, "reference", tokens)
+    assert (trimmed - reference).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("mode", ["trimmed", "reference"])
+def test_batched_results_equal_one_at_a_time(model, mode):
+    clips = [noise(s, i) for i, s in enumerate([0.7, 4.2, 9.5, 1.1, 29.9])]
+    together = model.transcribe(clips, mode=mode, batch_size=5, max_new_tokens=8)
+    alone = [model.transcribe([clip], mode=mode, max_new_tokens=8)[0] for clip in clips]
+    assert [r.token_ids for r in together] == [r.token_ids for r in alone]
+    assert all(len(r.token_ids) == 8 or r.token_ids[-1] in model.stop_ids for r in together)
+
+
+def test_clip_longer_than_window_is_rejected(model):
+    with pytest.raises(ValueError, match="30 s"):
+        model.generate_ids([noise(30.5, 0)])

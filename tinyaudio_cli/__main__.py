@@ -1,0 +1,3 @@
+from tinyaudio_cli.cli import main
+
+main()
