@@ -26,13 +26,17 @@ def greedy_decode(
     attention_mask: torch.Tensor,
     position_ids: torch.Tensor,
     lengths: torch.Tensor,
-    max_new_tokens: int,
+    max_new_tokens: int | Sequence[int],
     stop_ids: Sequence[int],
     banned_ids: Sequence[int] = (),
 ) -> list[list[int]]:
-    """New token ids per row, each ending with its stop token when one was produced."""
+    """New token ids per row, each ending with its stop token when one was produced.
+
+    `max_new_tokens` is one limit for all rows or one per row.
+    """
     batch = inputs_embeds.shape[0]
     rows = torch.arange(batch, device=inputs_embeds.device)
+    limits = torch.as_tensor(max_new_tokens, device=inputs_embeds.device).expand(batch)
     last = lengths - 1
     keyword = cache_keyword(lm)
     # an explicit mask also keeps transformers from reading position jumps as packed sequences
@@ -51,13 +55,13 @@ def greedy_decode(
     banned = list(banned_ids)
     finished = torch.zeros(batch, dtype=torch.bool, device=inputs_embeds.device)
     generated: list[torch.Tensor] = []
-    for step in range(max_new_tokens):
+    for step in range(int(limits.max())):
         if banned:
             logits[:, banned] = float("-inf")
         token = logits.argmax(dim=-1)
         generated.append(torch.where(finished, -1, token))
-        finished |= torch.isin(token, stop)
-        if bool(finished.all()) or step + 1 == max_new_tokens:
+        finished |= torch.isin(token, stop) | (limits <= step + 1)
+        if bool(finished.all()):
             break
         attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
         out = lm(

@@ -165,13 +165,23 @@ class TinyAudioModel(nn.Module):
         self,
         audios: Sequence[np.ndarray],
         mode: AttentionMode = DEFAULT_MODE,
-        max_new_tokens: int | None = None,
+        max_new_tokens: int | Sequence[int] | None = None,
     ) -> list[list[int]]:
         """Greedy token ids for one batch of ≤30 s clips (16 kHz mono float32)."""
         if mode not in ATTENTION_MODES:
             raise ValueError(f"unknown attention mode {mode!r}; choose from {ATTENTION_MODES}")
         projected = self.encode(self.features(audios))
         frames = self.select_frames(projected, [len(a) for a in audios], mode)
+        return self.generate_from_frames(frames, mode, max_new_tokens)
+
+    @torch.inference_mode()
+    def generate_from_frames(
+        self,
+        frames: Sequence[torch.Tensor],
+        mode: AttentionMode = DEFAULT_MODE,
+        max_new_tokens: int | Sequence[int] | None = None,
+    ) -> list[list[int]]:
+        """Greedy token ids for projector frames (one tensor [n, llm_dim] per row); limits may differ per row."""
         inputs_embeds, attention_mask, position_ids, lengths = self.build_inputs(frames, mode)
         return greedy_decode(
             self.lm,
@@ -183,6 +193,13 @@ class TinyAudioModel(nn.Module):
             stop_ids=self.stop_ids,
             banned_ids=[self.audio_token_id],
         )
+
+    def frame_span(self, start_sample: int, end_sample: int) -> tuple[int, int]:
+        """The projector frames of a window that cover samples [start, end) of it."""
+        per_token = self.feature_extractor.hop_length * self.mel_frames_per_token
+        first = min(start_sample // per_token, self.audio_tokens_max - 1)
+        last = min(max(math.ceil(end_sample / per_token), first + 1), self.audio_tokens_max)
+        return first, last
 
     def transcribe(
         self,
