@@ -29,4 +29,4 @@ class Transcript:
 
     @property
     def text(self) -> str:
-        return " ".join(segment.text for segment in self.segments if segment.text).strip()
+        return " ".join(s.text.strip() for s in self.segments if s.text.strip())

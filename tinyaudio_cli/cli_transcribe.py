@@ -1,0 +1,136 @@
+"""`tinyaudio transcribe`'s driver: find inputs, plan outputs, run the pipeline, show progress and a summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .audio import find_media
+from .errors import TinyAudioError
+from .vad import VadOptions
+from .writers import SubtitleOptions, expand_formats, plan_outputs, write_outputs, write_to_stream
+
+STDOUT = "-"
+
+
+def collect_inputs(inputs: list[Path], extensions: list[str]) -> list[tuple[Path, Path | None]]:
+    """(media, root) pairs: root is the folder argument a file was found under (None for a file given)."""
+    pairs: list[tuple[Path, Path | None]] = []
+    for item in inputs:
+        root = item if item.is_dir() else None
+        pairs.extend((media, root) for media in find_media([item], extensions))
+    if not pairs:
+        raise TinyAudioError("no media files found", hint="name files or folders holding audio or video")
+    return pairs
+
+
+def run_transcribe(
+    *,
+    inputs: list[Path],
+    formats: list[str],
+    output_dir: str | None,
+    overwrite: bool,
+    subtitle: tuple[int, int, float],
+    extensions: list[str],
+    vad: bool,
+    model_name: str,
+    mode: str,
+    max_new_tokens: int | None,
+    device: str,
+    dtype: str,
+    batch_size: int,
+    quiet: bool,
+    console: Console,
+) -> int:
+    formats = expand_formats(formats)
+    subtitle_options = SubtitleOptions(*subtitle)
+    to_stdout = output_dir == STDOUT
+    if to_stdout and len(formats) != 1:
+        raise TinyAudioError("-o - writes one format to stdout", hint="choose exactly one --format")
+    pairs = collect_inputs(inputs, extensions)
+    plans = {} if to_stdout else plan_outputs(pairs, formats, Path(output_dir) if output_dir else None)
+    todo = [media for media, _ in pairs] if to_stdout else list(plans)
+    skipped = [] if overwrite or to_stdout else [m for m in todo if all(p.exists() for p in plans[m].values())]
+    todo = [media for media in todo if media not in skipped]
+
+    failed: list[tuple[Path, str]] = []
+    done, audio_seconds = 0, 0.0
+    if todo:
+        from .model import load_model
+        from .transcribe import TranscribeOptions, transcribe_files
+
+        quiet_transformers()
+
+        if not quiet:
+            console.print(f"loading {model_name} …", highlight=False)
+        model = load_model(model_name, device=device, dtype=dtype)
+        options = TranscribeOptions(
+            mode=mode,  # type: ignore[arg-type]
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            vad=VadOptions() if vad else None,
+        )
+        started = time.perf_counter()
+        with _progress(console, quiet) as progress:
+            task = progress.add_task("transcribing", total=len(todo), audio="")
+            for result in transcribe_files(model, todo, options):
+                if result.error or result.transcript is None:
+                    failed.append((result.path, result.error or "unknown error"))
+                    if not quiet:
+                        progress.console.print(f"[red]failed[/] {result.path}: {result.error}", highlight=False)
+                else:
+                    try:
+                        if to_stdout:
+                            write_to_stream(result.transcript, formats[0], sys.stdout, subtitle_options)
+                            sys.stdout.flush()
+                        else:
+                            write_outputs(result.transcript, plans[result.path], subtitle_options)
+                        done += 1
+                        audio_seconds += result.transcript.duration
+                    except TinyAudioError as error:
+                        failed.append((result.path, error.message))
+                elapsed = time.perf_counter() - started
+                rtf = elapsed / audio_seconds if audio_seconds else 0.0
+                progress.update(task, advance=1, audio=f"{audio_seconds / 3600:.2f} h audio · RTF {rtf:.3f}")
+    if not quiet:
+        _summary(console, done, skipped, failed)
+    elif failed:
+        for path, reason in failed:
+            console.print(f"[red]failed[/] {path}: {reason}", highlight=False)
+    return 1 if failed else 0
+
+
+def quiet_transformers() -> None:
+    """transformers' own progress bars and notices would interleave with ours."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def _progress(console: Console, quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files · {task.fields[audio]}"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
+    )
+
+
+def _summary(console: Console, done: int, skipped: list[Path], failed: list[tuple[Path, str]]) -> None:
+    table = Table(title="tinyaudio transcribe", show_header=False, title_justify="left")
+    table.add_row("done", str(done))
+    table.add_row("skipped (outputs exist; --overwrite to redo)", str(len(skipped)))
+    table.add_row("failed", str(len(failed)))
+    console.print(table)
+    for path, reason in failed:
+        console.print(f"  [red]✗[/] {path}: {reason}", highlight=False)

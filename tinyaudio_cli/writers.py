@@ -1,0 +1,398 @@
+"""Output writers: one small class per format, subtitle cue layout, and atomic file output."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+import secrets
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, TextIO
+
+from tinyaudio_cli.errors import TinyAudioError
+from tinyaudio_cli.records import Segment, Transcript
+
+FORMATS = ("txt", "srt", "vtt", "json", "tsv")
+ALL_FORMATS = "all"
+TSV_HEADER = "start\tend\ttext"
+MIN_CUE_MS = 1
+# Any run of dashes before ">" reads as a cue timing arrow to line-based subtitle parsers.
+ARROW = re.compile(r"-{2,}>")
+SAFE_ARROW = "->"
+
+
+@dataclass
+class SubtitleOptions:
+    """Layout limits for SRT and WebVTT cues; the defaults follow common broadcast guidelines."""
+
+    max_line_width: int = 42
+    max_line_count: int = 2
+    max_cue_duration: float = 7.0
+
+    def __post_init__(self) -> None:
+        if self.max_line_width < 1:
+            raise TinyAudioError(f"max line width must be at least 1, got {self.max_line_width}")
+        if self.max_line_count < 1:
+            raise TinyAudioError(f"max line count must be at least 1, got {self.max_line_count}")
+        if self.max_cue_duration < MIN_CUE_MS / 1000:
+            raise TinyAudioError(f"max cue duration must be at least {MIN_CUE_MS} ms, got {self.max_cue_duration} s")
+
+
+@dataclass(frozen=True)
+class Cue:
+    """One subtitle on screen; times are seconds holding whole milliseconds."""
+
+    start: float
+    end: float
+    lines: list[str]
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _wrap_cues(
+    words: list[str], fits_time: Callable[[int, int], bool], options: SubtitleOptions
+) -> list[list[list[str]]]:
+    """Greedily pack words into cues of lines; returns per cue its lines, each a list of words.
+
+    A word that would overflow the line opens a new line, one that would overflow the line count or
+    `fits_time(first, next)` (the cue covering words[first:next]) opens a new cue. A word is always
+    accepted into an empty line or cue, so a word wider than the line stands alone.
+    """
+    cues: list[list[list[str]]] = []
+    first = 0
+    for index, word in enumerate(words):
+        cue = cues[-1] if cues else None
+        if cue is not None and not fits_time(first, index + 1):
+            cue = None
+        elif cue is not None and len(" ".join(cue[-1])) + 1 + len(word) > options.max_line_width:
+            if len(cue) == options.max_line_count:
+                cue = None
+            else:
+                cue.append([])
+        if cue is None:
+            cue = [[]]
+            cues.append(cue)
+            first = index
+        cue[-1].append(word)
+    return cues
+
+
+def _segment_cues(
+    segment: Segment, start_ms: int, end_ms: int, options: SubtitleOptions
+) -> list[tuple[int, int, list[str]]]:
+    """Lay one segment out as (start ms, end ms, lines), sharing its time out in proportion to characters."""
+    words = segment.text.split()
+    if not words:
+        return []
+    # offsets[i] is where word i starts in " ".join(words); a cue owns the space after its last word.
+    offsets = [0]
+    for word in words:
+        offsets.append(offsets[-1] + len(word) + 1)
+    total = offsets[-1] - 1
+    span = end_ms - start_ms
+    limit_ms = math.floor(round(options.max_cue_duration * 1000, 6))
+
+    def time_at(word_index: int) -> int:
+        if word_index == len(words):
+            return end_ms
+        return start_ms + round(span * offsets[word_index] / total)
+
+    def fits_time(first: int, stop: int) -> bool:
+        return time_at(stop) - time_at(first) <= limit_ms
+
+    cues: list[tuple[int, int, list[str]]] = []
+    first = 0
+    for lines in _wrap_cues(words, fits_time, options):
+        stop = first + sum(len(line) for line in lines)
+        cue_start = time_at(first)
+        # Only a lone word can still be too long here; it is shown for the longest time allowed.
+        cue_end = min(time_at(stop), cue_start + limit_ms)
+        cues.append((cue_start, cue_end, [" ".join(line) for line in lines]))
+        first = stop
+    return cues
+
+
+def subtitle_cues(segments: Sequence[Segment], options: SubtitleOptions) -> list[Cue]:
+    """Split segments into cues that respect the layout limits, in strictly increasing time order.
+
+    All arithmetic is in whole milliseconds so formatting never rounds one cue into the next. Model
+    timestamps can overlap or run backwards; rather than reorder text, a cue starting before the
+    previous one ends is pushed to that end, and every cue lasts at least MIN_CUE_MS.
+    """
+    cues: list[Cue] = []
+    previous_end = 0
+    for segment in segments:
+        start_ms = _ms(segment.start)
+        end_ms = max(_ms(segment.end), start_ms)
+        for cue_start, cue_end, lines in _segment_cues(segment, start_ms, end_ms, options):
+            cue_start = max(cue_start, previous_end)
+            cue_end = max(cue_end, cue_start + MIN_CUE_MS)
+            cues.append(Cue(cue_start / 1000, cue_end / 1000, lines))
+            previous_end = cue_end
+    return cues
+
+
+def format_timestamp(seconds: float, decimal_marker: str) -> str:
+    """HH:MM:SS<marker>mmm, hours growing past two digits when needed."""
+    ms = _ms(seconds)
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal_marker}{ms:03d}"
+
+
+def _flat(text: str) -> str:
+    """Collapse all whitespace so tabs and newlines cannot break line-oriented formats."""
+    return " ".join(text.split())
+
+
+class ResultWriter(ABC):
+    extension: ClassVar[str]
+
+    @abstractmethod
+    def write(self, transcript: Transcript, stream: TextIO, options: SubtitleOptions) -> None: ...
+
+
+class WriteTXT(ResultWriter):
+    extension = "txt"
+
+    def write(self, transcript: Transcript, stream: TextIO, options: SubtitleOptions) -> None:
+        for segment in transcript.segments:
+            if text := _flat(segment.text):
+                print(text, file=stream)
+
+
+class SubtitlesWriter(ResultWriter):
+    decimal_marker: ClassVar[str]
+
+    def write_header(self, stream: TextIO) -> None:
+        """Nothing by default; WebVTT needs its signature line."""
+
+    @abstractmethod
+    def cue_line(self, line: str) -> str:
+        """Make one line of text safe for the format."""
+
+    def cue_index(self, index: int) -> str | None:
+        return None
+
+    def write(self, transcript: Transcript, stream: TextIO, options: SubtitleOptions) -> None:
+        self.write_header(stream)
+        for index, cue in enumerate(subtitle_cues(transcript.segments, options), start=1):
+            if (identifier := self.cue_index(index)) is not None:
+                print(identifier, file=stream)
+            start = format_timestamp(cue.start, self.decimal_marker)
+            end = format_timestamp(cue.end, self.decimal_marker)
+            print(f"{start} --> {end}", file=stream)
+            for line in cue.lines:
+                print(self.cue_line(line), file=stream)
+            print(file=stream)
+
+
+class WriteSRT(SubtitlesWriter):
+    extension = "srt"
+    decimal_marker = ","
+
+    def cue_index(self, index: int) -> str | None:
+        return str(index)
+
+    def cue_line(self, line: str) -> str:
+        # SRT has no escapes; soften arrows so no text line can pass for a timing line.
+        return ARROW.sub(SAFE_ARROW, line)
+
+
+class WriteVTT(SubtitlesWriter):
+    extension = "vtt"
+    decimal_marker = "."
+
+    def write_header(self, stream: TextIO) -> None:
+        print("WEBVTT\n", file=stream)
+
+    def cue_line(self, line: str) -> str:
+        # WebVTT payloads are markup: "<" and "&" must be entities, and escaping ">" also keeps "-->" out.
+        return html.escape(line, quote=False)
+
+
+class WriteJSON(ResultWriter):
+    extension = "json"
+
+    def write(self, transcript: Transcript, stream: TextIO, options: SubtitleOptions) -> None:
+        segments: list[dict[str, object]] = []
+        for segment in transcript.segments:
+            record: dict[str, object] = {
+                "id": segment.id,
+                "start": segment.start,
+                "end": segment.end,
+                "text": segment.text,
+                "tokens": list(segment.tokens),
+            }
+            if segment.repetition_cut:
+                record["repetition_cut"] = True
+            segments.append(record)
+        result = {
+            "text": transcript.text,
+            "segments": segments,
+            "language": transcript.language,
+            "duration": transcript.duration,
+            "model": transcript.model,
+        }
+        json.dump(result, stream, ensure_ascii=False)
+        print(file=stream)
+
+
+class WriteTSV(ResultWriter):
+    """Integer milliseconds, like openai-whisper, so no locale or float format gets in the way."""
+
+    extension = "tsv"
+
+    def write(self, transcript: Transcript, stream: TextIO, options: SubtitleOptions) -> None:
+        print(TSV_HEADER, file=stream)
+        for segment in transcript.segments:
+            print(f"{_ms(segment.start)}\t{_ms(segment.end)}\t{_flat(segment.text)}", file=stream)
+
+
+WRITERS: dict[str, type[ResultWriter]] = {
+    writer.extension: writer for writer in (WriteTXT, WriteSRT, WriteVTT, WriteJSON, WriteTSV)
+}
+
+
+def expand_formats(names: Sequence[str]) -> list[str]:
+    """Resolve format names ("all" and comma lists included) to an ordered list without repeats."""
+    formats: list[str] = []
+    for item in names:
+        for name in filter(None, (part.strip().lower() for part in item.split(","))):
+            if name == ALL_FORMATS:
+                expanded = list(FORMATS)
+            elif name in WRITERS:
+                expanded = [name]
+            else:
+                raise TinyAudioError(f"unknown output format {name!r}", hint=f"choose from {', '.join(FORMATS)} or all")
+            formats.extend(fmt for fmt in expanded if fmt not in formats)
+    return formats
+
+
+def _writer(fmt: str) -> ResultWriter:
+    if fmt not in WRITERS:
+        raise TinyAudioError(f"unknown output format {fmt!r}", hint=f"choose one of {', '.join(FORMATS)}")
+    return WRITERS[fmt]()
+
+
+def write_to_stream(transcript: Transcript, fmt: str, stream: TextIO, options: SubtitleOptions) -> None:
+    """Write one format to an open stream, e.g. stdout for `-o -`."""
+    _writer(fmt).write(transcript, stream, options)
+
+
+def write_outputs(transcript: Transcript, targets: dict[str, Path], options: SubtitleOptions) -> None:
+    """Write every format, then move them all into place.
+
+    Each format goes to a hidden temporary file beside its target (same file system, so os.replace is
+    atomic) and is fsynced before the rename, so a crash leaves either the old file or the new one.
+    Nothing is renamed until every format has rendered, so a failing writer replaces no file.
+    """
+    written: dict[Path, Path] = {}
+    target: Path | None = None
+    try:
+        for fmt, target in targets.items():
+            writer = _writer(fmt)
+            temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Opening by name (not mkstemp) keeps the usual umask-derived permissions on the result.
+            with open(temp, "x", encoding="utf-8", newline="") as stream:
+                written[temp] = target
+                writer.write(transcript, stream, options)
+                stream.flush()
+                os.fsync(stream.fileno())
+        for temp, target in list(written.items()):
+            os.replace(temp, target)
+            del written[temp]
+    except OSError as error:
+        raise TinyAudioError(
+            f"cannot write {target or error.filename}: {error.strerror or error}",
+            hint="check that the output folder is writable and has free space",
+        ) from error
+    finally:
+        for temp in written:
+            temp.unlink(missing_ok=True)
+
+
+def output_path(media: Path, fmt: str, output_dir: Path | None, root: Path | None) -> Path:
+    """Where one format of one input goes.
+
+    Without output_dir, beside the input; with it, at the input's path relative to `root` (the
+    directory argument it was found under, or its own folder when root is None) so inputs in
+    different subfolders never collide. Only the last suffix is swapped: talk.v2.mp4 -> talk.v2.srt.
+    """
+    name = f"{media.stem}.{_writer(fmt).extension}"
+    if output_dir is None:
+        return media.parent / name
+    base = media.parent if root is None else root
+    try:
+        relative = media.parent.relative_to(base)
+    except ValueError:
+        try:
+            relative = media.parent.resolve().relative_to(base.resolve())
+        except ValueError:
+            raise TinyAudioError(f"{media} is not inside {base}") from None
+    return output_dir / relative / name
+
+
+def _same_file_key(path: Path) -> str:
+    # Resolved, so a/../a/talk.srt is seen to be a/talk.srt.
+    return str(path.resolve())
+
+
+def _collision_key(path: Path) -> str:
+    # Case-folded too: talk.srt and Talk.srt are one file on macOS and Windows, so count them as a clash.
+    return _same_file_key(path).casefold()
+
+
+def plan_outputs(
+    inputs: Sequence[tuple[Path, Path | None]], formats: Sequence[str], output_dir: Path | None
+) -> dict[Path, dict[str, Path]]:
+    """Output paths for every (media, root) input and format, with no two inputs sharing a file.
+
+    Inputs whose outputs would collide (talk.mp3 and talk.wav side by side) all keep their full file
+    name instead (talk.mp3.srt, talk.wav.srt): neither silently wins, and the result does not depend
+    on the order inputs were listed in. A clash that survives that, or an output that would overwrite
+    an input, is an error. Repeated inputs are planned once.
+    """
+    fmts = expand_formats(formats)
+    plans: dict[Path, dict[str, Path]] = {}
+    seen: set[Path] = set()
+    for media, root in inputs:
+        if (resolved := media.resolve()) not in seen:
+            seen.add(resolved)
+            plans[media] = {fmt: output_path(media, fmt, output_dir, root) for fmt in fmts}
+
+    def owners_by_path(key: Callable[[Path], str]) -> dict[str, list[Path]]:
+        owners: dict[str, list[Path]] = defaultdict(list)
+        for media, outputs in plans.items():
+            for path in outputs.values():
+                owners[key(path)].append(media)
+        return owners
+
+    clashing = {media for owners in owners_by_path(_collision_key).values() if len(owners) > 1 for media in owners}
+    for media in clashing:
+        plans[media] = {
+            fmt: path.with_name(f"{media.name}.{WRITERS[fmt].extension}") for fmt, path in plans[media].items()
+        }
+    # Case-only differences are left to the file system from here on: nothing more can tell them apart.
+    for path, owners in owners_by_path(_same_file_key).items():
+        if len(owners) > 1:
+            raise TinyAudioError(
+                f"{owners[0]} and {owners[1]} would both be written to {path}",
+                hint="transcribe them in separate runs or to different output folders",
+            )
+    input_keys = {_collision_key(media) for media in plans}
+    for media, outputs in plans.items():
+        for path in outputs.values():
+            if _collision_key(path) in input_keys:
+                raise TinyAudioError(f"output {path} for {media} would overwrite an input file")
+    return plans
