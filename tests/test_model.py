@@ -92,17 +92,13 @@ def test_projector_math_matches_functional_formula(frames):
     padded = F.pad(x, (0, 0, 0, (4 - frames % 4) % 4))
     h = F.relu(F.conv1d(padded.transpose(1, 2), sd["conv.0.weight"], sd["conv.0.bias"], stride=2, padding=1))
     h = F.relu(F.conv1d(h, sd["conv.2.weight"], sd["conv.2.bias"], stride=2, padding=1)).transpose(1, 2)
-    logits = F.linear(
-        F.relu(F.linear(padded, sd["router.0.weight"], sd["router.0.bias"])), sd["router.2.weight"]
-    )
+    logits = F.linear(F.relu(F.linear(padded, sd["router.0.weight"], sd["router.0.bias"])), sd["router.2.weight"])
     logits = logits + sd["router.2.bias"]
     weights = torch.stack([logits[:, i::4] for i in range(4)]).mean(0).softmax(-1)
     out = torch.zeros_like(h)
     for i in range(3):
         hidden = F.relu(F.linear(h, sd[f"experts.{i}.fc1.weight"], sd[f"experts.{i}.fc1.bias"]))
-        out += weights[..., i : i + 1] * F.linear(
-            hidden, sd[f"experts.{i}.fc2.weight"], sd[f"experts.{i}.fc2.bias"]
-        )
+        out += weights[..., i : i + 1] * F.linear(hidden, sd[f"experts.{i}.fc2.weight"], sd[f"experts.{i}.fc2.bias"])
     out = out * torch.rsqrt(out.pow(2).mean(-1, keepdim=True) + 1e-6) * sd["ln_post.weight"]
     result = projector(x)
     assert result.shape == (2, math.ceil(frames / 4), 8)
@@ -118,9 +114,7 @@ def test_loaded_model_is_frozen_except_projector_and_round_trips(model, tmp_path
     assert model.audio_tokens_max == 375
     saved = model.save_pretrained(tmp_path / "again")
     again = load_model(str(saved), device="cpu")
-    for (name, a), b in zip(
-        model.projector.state_dict().items(), again.projector.state_dict().values(), strict=True
-    ):
+    for (name, a), b in zip(model.projector.state_dict().items(), again.projector.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     clip = [noise(2, 1)]
     assert again.generate_ids(clip, max_new_tokens=6) == model.generate_ids(clip, max_new_tokens=6)

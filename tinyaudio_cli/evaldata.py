@@ -1,0 +1,550 @@
+"""Evaluation sources: well-known Hub sets, any Hub or local dataset, manifests and folders.
+
+Every source yields `EvalSample`s holding 16 kHz mono float32 audio. A sample whose audio cannot be
+decoded is still yielded, with `audio=None` and `error` set, so the report can count and list it:
+silently dropping hard samples would flatter the WER.
+
+Hub datasets are read through `datasets` in streaming mode, in this order: a local folder (or
+Parquet file) given as the dataset path; a snapshot of the repo already in the Hugging Face cache
+(what `tinyaudio download` leaves there); the Hub itself. Audio is never decoded by `datasets`
+(that needs torchcodec); the raw bytes are decoded here with soundfile, or ffmpeg for the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import random
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import soundfile
+
+from tinyaudio_cli.audio import SAMPLE_RATE
+from tinyaudio_cli.errors import TinyAudioError
+
+if TYPE_CHECKING:
+    from datasets import Dataset, IterableDataset
+
+    AnyDataset = Dataset | IterableDataset
+
+Entry = TypeVar("Entry")
+
+# The sorted, Parquet copy of the ESB test sets that the Open ASR Leaderboard evaluated on.
+ESB_TEST_SETS = "hf-audio/esb-datasets-test-only-sorted"
+ESB_COLUMNS = {
+    "audio_column": "audio",
+    "text_column": "text",
+    "id_column": "id",
+    "duration_column": "audio_length_s",
+}
+
+# TED-LIUM marks stretches without a usable transcript this way; scoring them would only add noise.
+IGNORED_REFERENCES = frozenset({"ignore_time_segment_in_scoring"})
+
+# Streaming shuffles within a buffer fed by several shards at once: enough to mix sources, small in RAM.
+SHUFFLE_BUFFER = 1_000
+SHUFFLE_INPUT_SHARDS = 10
+MANIFEST_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": ",", ".tsv": "\t"}
+DATA_FILE_SUFFIX = ".parquet"
+CARD_NAME = "README.md"
+
+
+@dataclass
+class EvalSample:
+    """One utterance to transcribe and score; `audio` is None exactly when `error` says why."""
+
+    id: str
+    audio: np.ndarray | None
+    text: str
+    duration: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where a dataset lives and which columns hold the audio, the reference and the id."""
+
+    name: str
+    path: str  # a Hub id ("org/name"), a local folder, or a local Parquet file
+    audio_column: str = "audio"
+    text_column: str = "text"
+    id_column: str | None = None
+    duration_column: str | None = None  # only read for samples whose audio cannot be decoded
+    configs: tuple[str, ...] = ()
+    default_config: str | None = None
+    splits: tuple[str, ...] = ()
+    default_split: str = "test"
+    description: str = ""
+
+
+def _esb(name: str, config: str, description: str) -> DatasetSpec:
+    return DatasetSpec(
+        name, ESB_TEST_SETS, configs=(config,), default_config=config, splits=("test",),
+        description=description, **ESB_COLUMNS,
+    )  # fmt: skip
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "loquacious": DatasetSpec(
+        "loquacious",
+        "speechbrain/LoquaciousSet",
+        audio_column="wav",
+        text_column="text",
+        id_column="ID",
+        duration_column="duration",
+        configs=("small", "medium", "large", "clean"),
+        default_config="medium",
+        splits=("dev", "test"),
+        default_split="test",
+        description="LoquaciousSet: read, spontaneous, accented and noisy English",
+    ),
+    "librispeech-clean": DatasetSpec(
+        "librispeech-clean",
+        "openslr/librispeech_asr",
+        id_column="id",
+        configs=("clean",),
+        default_config="clean",
+        splits=("test", "validation"),
+        description="LibriSpeech test-clean: read audiobooks",
+    ),
+    "librispeech-other": DatasetSpec(
+        "librispeech-other",
+        "openslr/librispeech_asr",
+        id_column="id",
+        configs=("other",),
+        default_config="other",
+        splits=("test", "validation"),
+        description="LibriSpeech test-other: harder read audiobooks",
+    ),
+    "tedlium": _esb("tedlium", "tedlium", "TED-LIUM 3 test: TED talks (ESB copy, as on the Open ASR Leaderboard)"),
+    "gigaspeech": _esb("gigaspeech", "gigaspeech", "GigaSpeech test: podcasts and YouTube (ESB copy)"),
+    "spgispeech": _esb("spgispeech", "spgispeech", "SPGISpeech test: earnings calls (ESB copy)"),
+    "earnings22": _esb("earnings22", "earnings22", "Earnings-22 test: accented earnings calls (ESB copy)"),
+    "ami": _esb("ami", "ami", "AMI IHM test: meetings, headset microphones (ESB copy)"),
+    "voxpopuli": _esb("voxpopuli", "voxpopuli", "VoxPopuli English test: European Parliament (ESB copy)"),
+    "common-voice": _esb("common-voice", "common_voice", "Common Voice 9 English test: crowd-read (ESB copy)"),
+    "peoples-speech": DatasetSpec(
+        "peoples-speech",
+        "MLCommons/peoples_speech",
+        id_column="id",
+        configs=("clean", "clean_sa", "dirty", "dirty_sa"),
+        default_config="clean",
+        splits=("test", "validation"),
+        description="People's Speech test: diverse public-domain speech",
+    ),
+}
+
+
+def hub_spec(
+    path: str,
+    audio_column: str = "audio",
+    text_column: str = "text",
+    id_column: str | None = None,
+    config: str | None = None,
+    split: str = "test",
+) -> DatasetSpec:
+    """A spec for any other dataset: a Hub id, a local folder of Parquet files, or one Parquet file."""
+    return DatasetSpec(
+        name=path, path=path, audio_column=audio_column, text_column=text_column, id_column=id_column,
+        default_config=config, default_split=split,
+    )  # fmt: skip
+
+
+def resolve_dataset(
+    name: str,
+    *,
+    path: str | None = None,
+    audio_column: str | None = None,
+    text_column: str | None = None,
+    id_column: str | None = None,
+) -> DatasetSpec:
+    """`--dataset NAME` as the CLI gets it: a registry name (optionally re-pointed at a local copy
+    with `path`), or else a Hub id / local path with the given column names."""
+    overrides = {
+        key: value
+        for key, value in {
+            "audio_column": audio_column,
+            "text_column": text_column,
+            "id_column": id_column,
+        }.items()
+        if value is not None
+    }
+    if name in DATASETS:
+        spec = DATASETS[name]
+        return replace(spec, path=path or spec.path, **overrides)
+    if "/" not in name and not Path(name).exists():
+        raise TinyAudioError(
+            f"Unknown dataset {name!r}",
+            hint=f"use one of {', '.join(DATASETS)}, a Hub id (org/name) or a local folder",
+        )
+    return replace(hub_spec(path or name), name=name, **overrides)
+
+
+def iter_hub_dataset(
+    spec: DatasetSpec,
+    split: str | None = None,
+    config: str | None = None,
+    streaming: bool = True,
+    max_samples: int | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+) -> Iterator[EvalSample]:
+    """Samples of one split of a Hub (or local, Hub-shaped) dataset, decoded to 16 kHz mono.
+
+    Rows whose reference is a "no transcript here" marker (TED-LIUM's) are skipped, as the
+    leaderboard does; every other row is yielded, undecodable ones with `error` set.
+
+    With `shuffle`, a streamed dataset is shuffled within a buffer of SHUFFLE_BUFFER rows drawn from
+    up to SHUFFLE_INPUT_SHARDS shards in random order, which is what streaming allows; `seed` makes
+    the draw repeatable.
+    `cache_dir` is the Hugging Face Hub cache to look for a downloaded snapshot in (default: HF_HUB_CACHE).
+    """
+    config = config or spec.default_config
+    split = split or spec.default_split
+    _check_choice(spec, "config", config, spec.configs)
+    _check_choice(spec, "split", split, spec.splits)
+    dataset = _open_dataset(spec, config, split, streaming, cache_dir)
+    dataset = _undecoded_audio(dataset, spec.audio_column)
+    if shuffle:
+        dataset = _shuffled(dataset, seed, streaming)
+    rows = (row for row in _read_rows(dataset, spec) if _scoreable(row, spec))
+    for index, row in enumerate(islice(rows, max_samples)):
+        yield _sample_from_row(spec, row, index)
+
+
+def iter_manifest(
+    path: str | Path, max_samples: int | None = None, shuffle: bool = False, seed: int = 0
+) -> Iterator[EvalSample]:
+    """Samples listed in a JSONL, CSV or TSV manifest with `audio` (relative to the manifest), `text`
+    and optionally `id` fields."""
+    path = Path(path)
+    entries = _read_manifest(path)
+    for sample_id, audio_path, text in _select(entries, max_samples, shuffle, seed):
+        yield _sample_from_file(sample_id, audio_path, text)
+
+
+def iter_folder(
+    path: str | Path, max_samples: int | None = None, shuffle: bool = False, seed: int = 0
+) -> Iterator[EvalSample]:
+    """Media files under `path` (recursively), each scored against the same-named `.txt` beside it.
+
+    A media file without its `.txt` is yielded with an error rather than skipped, so a half-copied
+    folder shows up in the report instead of quietly shrinking the test set.
+    """
+    from tinyaudio_cli.audio import find_media
+
+    root = Path(path)
+    if not root.is_dir():
+        raise TinyAudioError(f"{root} is not a folder", hint="pass a folder of media files with .txt references")
+    entries = [(media.relative_to(root).with_suffix("").as_posix(), media) for media in find_media([root])]
+    if not entries:
+        raise TinyAudioError(f"No media files in {root}", hint="put audio files and same-named .txt files there")
+    for sample_id, media in _select(entries, max_samples, shuffle, seed):
+        reference = media.with_suffix(".txt")
+        if not reference.is_file():
+            yield EvalSample(sample_id, None, "", 0.0, f"no reference file {reference.name} next to {media.name}")
+            continue
+        yield _sample_from_file(sample_id, media, reference.read_text(encoding="utf-8").strip())
+
+
+def decode_audio_bytes(data: bytes) -> np.ndarray:
+    """Encoded audio (WAV, FLAC, OGG, MP3, ... in memory) as 16 kHz mono float32.
+
+    soundfile handles what libsndfile reads at 16 kHz; other rates and codecs (AAC/M4A, Opus in older
+    libsndfile, video containers) go through ffmpeg, which also resamples.
+    """
+    if not data:
+        raise TinyAudioError("the audio is empty (0 bytes)")
+    try:
+        audio, rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (RuntimeError, ValueError):  # LibsndfileError is a RuntimeError: not a format it reads
+        return _decode_with_ffmpeg(data)
+    if rate != SAMPLE_RATE:
+        return _decode_with_ffmpeg(data)
+    if audio.shape[0] == 0:
+        raise TinyAudioError("the audio has no samples")
+    return np.ascontiguousarray(audio.mean(axis=1), dtype=np.float32)
+
+
+def decode_audio_value(value: Any) -> np.ndarray:
+    """A dataset cell of audio in any shape `datasets` stores it: raw bytes, {"bytes", "path"},
+    a path string, or an already decoded {"array", "sampling_rate"}."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return decode_audio_bytes(bytes(value))
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return decode_audio_bytes(value["bytes"])
+        if value.get("array") is not None:
+            return _from_array(np.asarray(value["array"], dtype=np.float32), int(value["sampling_rate"]))
+        if value.get("path"):
+            return _decode_path(value["path"])
+    if isinstance(value, str) and value:
+        return _decode_path(value)
+    raise TinyAudioError(f"no audio in this row (got {type(value).__name__})")
+
+
+def cached_snapshot(repo_id: str, cache_dir: str | Path | None = None) -> Path | None:
+    """The folder of the newest snapshot of dataset `repo_id` in the Hub cache, if one is there."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", local_files_only=True, cache_dir=cache_dir))
+    except (LocalEntryNotFoundError, ValueError):  # ValueError: not a valid repo id (e.g. a path)
+        return None
+
+
+def _check_choice(spec: DatasetSpec, kind: str, value: str | None, known: tuple[str, ...]) -> None:
+    if known and value not in known:
+        raise TinyAudioError(f"{spec.name} has no {kind} {value!r}", hint=f"choose one of: {', '.join(known)}")
+
+
+def _open_dataset(
+    spec: DatasetSpec, config: str | None, split: str, streaming: bool, cache_dir: str | Path | None
+) -> AnyDataset:
+    local = Path(spec.path).expanduser()
+    if local.exists():
+        return _load_local(local, config, split, streaming)
+    snapshot = cached_snapshot(spec.path, cache_dir)
+    snapshot_problem = ""
+    if snapshot is not None:
+        try:
+            return _load_local(snapshot, config, split, streaming)
+        except TinyAudioError as error:
+            # A download may have fetched other configs or splits only; the Hub may still have this one.
+            snapshot_problem = f"; the cached copy lacks it ({error.message})"
+    return _load_from_hub(spec, config, split, streaming, snapshot_problem)
+
+
+def _load_from_hub(
+    spec: DatasetSpec, config: str | None, split: str, streaming: bool, snapshot_problem: str
+) -> AnyDataset:
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+
+    where = f"{spec.path} ({config or 'default'}/{split})"
+    try:
+        return datasets.load_dataset(spec.path, config, split=split, streaming=streaming)
+    except ConnectionError as error:
+        raise TinyAudioError(
+            f"Dataset {where} is not cached and the Hugging Face Hub cannot be reached{snapshot_problem}",
+            hint=f"run `tinyaudio download --dataset {spec.name}` while online, then evaluate again",
+        ) from error
+    except DatasetNotFoundError as error:
+        raise TinyAudioError(
+            f"Dataset {spec.path} was not found on the Hugging Face Hub or needs access rights",
+            hint="check the id; for gated sets accept the terms on the Hub and log in with `hf auth login`",
+        ) from error
+    except ValueError as error:  # unknown config or split
+        raise TinyAudioError(f"Cannot load {where}: {error}") from error
+
+
+def _load_local(root: Path, config: str | None, split: str, streaming: bool) -> AnyDataset:
+    """A local dataset through the same `datasets` streaming path as a Hub one.
+
+    A folder whose README.md declares configs (a Hub snapshot) is loaded as the Hub would load it.
+    Otherwise the split's Parquet files are found by name, since `datasets`' own guessing would
+    rename a "dev" folder to "validation": `<split>/**.parquet`, then `**/<split>[-_.]*.parquet`,
+    then, for a flat folder or a single file, every Parquet file given.
+    """
+    import datasets
+
+    try:
+        if root.is_dir() and _card_declares_configs(root / CARD_NAME):
+            return datasets.load_dataset(str(root), config, split=split, streaming=streaming)
+        files = _split_files(root, split)
+        return datasets.load_dataset("parquet", data_files={split: files}, split=split, streaming=streaming)
+    except (ValueError, FileNotFoundError) as error:
+        raise TinyAudioError(f"Cannot load split {split!r} from {root}: {error}") from error
+
+
+def _card_declares_configs(card: Path) -> bool:
+    if not card.is_file():
+        return False
+    import yaml
+
+    text = card.read_text(encoding="utf-8")
+    if not text.startswith("---"):
+        return False
+    try:
+        metadata = yaml.safe_load(text.split("---", 2)[1])
+    except (yaml.YAMLError, IndexError):
+        return False
+    return isinstance(metadata, dict) and bool(metadata.get("configs"))
+
+
+def _split_files(root: Path, split: str) -> list[str]:
+    if root.is_file():
+        return [str(root)]
+    patterns = (
+        f"{split}/**/*{DATA_FILE_SUFFIX}",
+        f"**/{split}[-_.]*{DATA_FILE_SUFFIX}",
+        f"*{DATA_FILE_SUFFIX}",
+    )
+    for pattern in patterns:
+        files = sorted(str(path) for path in root.glob(pattern) if path.is_file())
+        if files:
+            return files
+    raise TinyAudioError(
+        f"No Parquet files for split {split!r} in {root}",
+        hint=f"put them in {root / split}/, name them {split}-*.parquet, or point at a single file",
+    )
+
+
+def _undecoded_audio(dataset: AnyDataset, column: str) -> AnyDataset:
+    # An Audio feature would be decoded by datasets (via torchcodec); ask for the raw bytes instead.
+    # Unknown features (None) mean datasets decodes nothing, so the raw cell arrives as it is.
+    import datasets
+
+    features = dataset.features
+    if features is not None and isinstance(features.get(column), datasets.Audio):
+        return dataset.cast_column(column, datasets.Audio(decode=False))
+    return dataset
+
+
+def _shuffled(dataset: AnyDataset, seed: int, streaming: bool) -> AnyDataset:
+    if not streaming:
+        return dataset.shuffle(seed=seed)
+    # Reading shards side by side mixes their sources, but datasets then waits 5 s for Arrow's reader
+    # threads when iteration ends; a single shard has nothing to mix, so it skips that.
+    input_shards = max(1, min(dataset.num_shards, SHUFFLE_INPUT_SHARDS))
+    return dataset.shuffle(seed=seed, buffer_size=SHUFFLE_BUFFER, max_buffer_input_shards=input_shards)
+
+
+def _read_rows(dataset: AnyDataset, spec: DatasetSpec) -> Iterator[dict[str, Any]]:
+    # Streaming reads lazily, so a corrupt Parquet shard or a dropped connection surfaces here.
+    rows = iter(dataset)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except (OSError, ValueError) as error:
+            raise TinyAudioError(f"Reading {spec.path} failed: {error}") from error
+        yield row
+
+
+def _scoreable(row: dict[str, Any], spec: DatasetSpec) -> bool:
+    return str(row.get(spec.text_column) or "").strip() not in IGNORED_REFERENCES
+
+
+def _sample_from_row(spec: DatasetSpec, row: dict[str, Any], index: int) -> EvalSample:
+    for column in (spec.audio_column, spec.text_column):
+        if column not in row:
+            raise TinyAudioError(
+                f"{spec.name} has no column {column!r} (columns: {', '.join(row)})",
+                hint="name the right ones with --audio-column and --text-column",
+            )
+    identifier = row.get(spec.id_column) if spec.id_column else None
+    sample_id = str(identifier) if identifier is not None else f"{index:06d}"
+    text = str(row[spec.text_column] or "")
+    try:
+        audio = decode_audio_value(row[spec.audio_column])
+    except TinyAudioError as error:
+        duration = row.get(spec.duration_column) if spec.duration_column else None
+        return EvalSample(sample_id, None, text, float(duration or 0.0), error.message)
+    return EvalSample(sample_id, audio, text, len(audio) / SAMPLE_RATE)
+
+
+def _sample_from_file(sample_id: str, path: Path, text: str) -> EvalSample:
+    from tinyaudio_cli.audio import load_audio
+
+    try:
+        audio = load_audio(path)
+    except TinyAudioError as error:
+        return EvalSample(sample_id, None, text, 0.0, error.message)
+    return EvalSample(sample_id, audio, text, len(audio) / SAMPLE_RATE)
+
+
+def _read_manifest(path: Path) -> list[tuple[str, Path, str]]:
+    """(id, audio path, reference) for every manifest entry; a malformed manifest fails as a whole."""
+    kind = MANIFEST_SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise TinyAudioError(f"Unsupported manifest {path.name}", hint=f"use one of: {', '.join(MANIFEST_SUFFIXES)}")
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            if kind == "json":
+                records = _json_lines(handle)
+            else:  # line 1 is the header
+                records = list(enumerate(csv.DictReader(handle, delimiter=kind), start=2))
+    except OSError as error:
+        raise TinyAudioError(f"Cannot read manifest {path}: {error}", hint="check the path") from error
+    return [_manifest_entry(path, number, record) for number, record in records]
+
+
+def _json_lines(handle: Iterable[str]) -> list[tuple[int, dict[str, Any]]]:
+    records = []
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((number, json.loads(line)))
+        except json.JSONDecodeError as error:
+            raise TinyAudioError(f"Line {number} of the manifest is not JSON: {error}") from error
+    return records
+
+
+def _manifest_entry(manifest: Path, number: int, record: Any) -> tuple[str, Path, str]:
+    if not isinstance(record, dict) or not record.get("audio") or record.get("text") is None:
+        raise TinyAudioError(
+            f"Entry {number} of {manifest.name} needs 'audio' and 'text' fields",
+            hint='each entry looks like {"audio": "clips/a.wav", "text": "hello", "id": "a"}',
+        )
+    # Joining onto the manifest's folder leaves absolute paths as they are.
+    audio = manifest.parent / Path(os.path.expanduser(str(record["audio"])))
+    return str(record.get("id") or record["audio"]), audio, str(record["text"])
+
+
+def _select(entries: list[Entry], max_samples: int | None, shuffle: bool, seed: int) -> list[Entry]:
+    if shuffle:
+        entries = entries.copy()
+        random.Random(seed).shuffle(entries)
+    return entries[:max_samples] if max_samples is not None else entries
+
+
+def _decode_path(path: str) -> np.ndarray:
+    from tinyaudio_cli.audio import load_audio
+
+    if Path(path).exists():
+        return load_audio(path)
+    # A remote file (hf:// or https://) that streaming left undownloaded: fetch its bytes.
+    from datasets.utils.file_utils import xopen
+
+    try:
+        with xopen(path, "rb") as handle:
+            return decode_audio_bytes(handle.read())
+    except (OSError, ValueError) as error:
+        raise TinyAudioError(f"cannot open audio {path}: {error}") from error
+
+
+def _decode_with_ffmpeg(data: bytes) -> np.ndarray:
+    from tinyaudio_cli.audio import load_audio
+
+    # ffmpeg reads a seekable file far more reliably than a pipe (MP4/M4A keep their index at the end).
+    with tempfile.TemporaryDirectory(prefix="tinyaudio-") as folder:
+        path = Path(folder) / "audio"
+        path.write_bytes(data)
+        try:
+            return load_audio(path)
+        except TinyAudioError as error:
+            reason = getattr(error, "reason", error.message)
+            raise TinyAudioError(f"undecodable audio: {reason}") from error
+
+
+def _from_array(audio: np.ndarray, rate: int) -> np.ndarray:
+    # Decoded multichannel arrays come as (channels, samples) or (samples, channels): channels are fewer.
+    mono = audio.mean(axis=int(np.argmin(audio.shape))) if audio.ndim > 1 else audio
+    if rate == SAMPLE_RATE:
+        return np.ascontiguousarray(mono, dtype=np.float32)
+    buffer = io.BytesIO()  # resampling is ffmpeg's job, so hand it a WAV
+    soundfile.write(buffer, mono, rate, format="WAV", subtype="FLOAT")
+    return _decode_with_ffmpeg(buffer.getvalue())
