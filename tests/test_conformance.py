@@ -49,7 +49,7 @@ def audios():
 
 def test_prompt_ids_match_reference(model):
     expected = json.loads((FIXTURE / "reference.json").read_text())["prompt"]["ids"]
-    assert model.prompt.prefix + [model.audio_token_id] + model.prompt.suffix == expected
+    assert [*model.prompt.prefix, model.audio_token_id, *model.prompt.suffix] == expected
 
 
 def test_features_encoder_and_projector_match(model, audios, tensors):

@@ -24,13 +24,12 @@ from transformers import (
 )
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
+from ..defaults import BASES_ENV, DEFAULT_MODEL
 from ..errors import TinyAudioError
 from .config import AUDIO_TOKEN, TinyAudioConfig
 from .modeling import TinyAudioModel
 from .projector import MOSAProjector, init_projector
 
-DEFAULT_MODEL = "mazesmazes/tiny-audio"
-BASES_ENV = "TINYAUDIO_BASES"
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -170,9 +169,7 @@ def load_lm(folder: Path, dtype: torch.dtype, device: torch.device, attn: str) -
 
 
 def load_tokenizer(checkpoint: Path | None, text_dir: Path):
-    source = (
-        checkpoint if checkpoint and any((checkpoint / f).is_file() for f in TOKENIZER_FILES) else text_dir
-    )
+    source = checkpoint if checkpoint and any((checkpoint / f).is_file() for f in TOKENIZER_FILES) else text_dir
     if (source / "tokenizer.json").is_file():
         # read tokenizer files directly: AutoTokenizer would consult the checkpoint's config.json (auto_map)
         tokenizer = PreTrainedTokenizerFast.from_pretrained(source)
@@ -198,9 +195,7 @@ def fit_embeddings(lm: torch.nn.Module, vocab_size: int) -> None:
             output.weight[old:] = 0
 
 
-def load_feature_extractor(
-    checkpoint: Path | None, audio_dir: Path, num_mel_bins: int
-) -> WhisperFeatureExtractor:
+def load_feature_extractor(checkpoint: Path | None, audio_dir: Path, num_mel_bins: int) -> WhisperFeatureExtractor:
     for folder in (checkpoint, audio_dir):
         if folder and (folder / "preprocessor_config.json").is_file():
             extractor = WhisperFeatureExtractor.from_pretrained(folder)
@@ -234,14 +229,11 @@ def load_model(
         raise TinyAudioError(f"projector type {config.projector_type!r} is not supported (only 'moe')")
     model = assemble(config, checkpoint, device, dtype, bases)
     state = load_file(weight_files(checkpoint)[0])
-    projector_state = {
-        k[len(PROJECTOR_PREFIX) :]: v for k, v in state.items() if k.startswith(PROJECTOR_PREFIX)
-    }
+    projector_state = {k[len(PROJECTOR_PREFIX) :]: v for k, v in state.items() if k.startswith(PROJECTOR_PREFIX)}
     missing, unexpected = model.projector.load_state_dict(projector_state, strict=False)
     if missing or unexpected:
         raise TinyAudioError(
-            f"{checkpoint} does not match the MOSA projector "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+            f"{checkpoint} does not match the MOSA projector (missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     model.projector.to(model.device, model.dtype)
     model.name = name_or_path

@@ -22,6 +22,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
@@ -70,6 +71,7 @@ class TinyAudioModel(nn.Module):
         self.prompt = build_prompt(tokenizer, config)
         self.stop_ids = stop_token_ids(tokenizer, lm)
         self.audio_token_id = tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
+        self.end_of_turn_id = self.stop_ids[0] if len(self.stop_ids) == 1 else end_of_turn_id(tokenizer)
         # the encoder's conv2 halves mel frames; the projector divides by 4 again
         self.mel_frames_per_token = encoder.conv1.stride[0] * encoder.conv2.stride[0] * PROJECTOR_STRIDE
         self.audio_tokens_max = math.ceil(encoder.config.max_source_positions / PROJECTOR_STRIDE)
@@ -157,6 +159,32 @@ class TinyAudioModel(nn.Module):
         if mode == "reference":
             return list(projected)
         return [frames[: self.audio_token_count(n)] for frames, n in zip(projected, num_samples, strict=True)]
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def target_ids(self, text: str) -> list[int]:
+        """The assistant turn the LM must produce: the transcript, then the end of the turn."""
+        return [*self.tokenizer(text, add_special_tokens=False).input_ids, self.end_of_turn_id]
+
+    def loss(self, features: torch.Tensor, num_samples: Sequence[int], targets: Sequence[list[int]]) -> torch.Tensor:
+        """Mean cross-entropy over the target tokens, the training-time computation.
+
+        The padded audio is left out (trimmed mode), which equals masking it with positions kept.
+        Gradients reach only the projector: the encoder runs without them, the LM is frozen.
+        """
+        projected = self.encode(features)
+        frames = self.select_frames(projected, num_samples, "trimmed")
+        inputs_embeds, attention_mask, position_ids, lengths = self.build_inputs(frames, "trimmed", targets)
+        logits = self.lm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids).logits
+        rows, columns, labels = [], [], []
+        for row, (length, target) in enumerate(zip(lengths.tolist(), targets, strict=True)):
+            start = length - len(target)  # the logit at i predicts the token at i + 1
+            rows += [row] * len(target)
+            columns += range(start - 1, length - 1)
+            labels += target
+        device = logits.device
+        picked = logits[torch.tensor(rows, device=device), torch.tensor(columns, device=device)]
+        return F.cross_entropy(picked.float(), torch.tensor(labels, device=device))
 
     # -- transcription ---------------------------------------------------------------------------
 
@@ -246,15 +274,18 @@ def build_prompt(tokenizer, config: TinyAudioConfig) -> Prompt:
         {"role": "system", "content": config.system_prompt},
         {"role": "user", "content": config.user_prompt},
     ]
-    text = tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True, enable_thinking=False
-    )
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
     ids = tokenizer(text, add_special_tokens=False).input_ids
     audio_id = tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
     if ids.count(audio_id) != 1:
         raise ValueError(f"the prompt must hold exactly one {AUDIO_TOKEN} token: {text!r}")
     split = ids.index(audio_id)
     return Prompt(prefix=ids[:split], suffix=ids[split + 1 :])
+
+
+def end_of_turn_id(tokenizer) -> int:
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    return im_end if isinstance(im_end, int) and im_end != tokenizer.unk_token_id else tokenizer.eos_token_id
 
 
 def stop_token_ids(tokenizer, lm: nn.Module) -> list[int]:
