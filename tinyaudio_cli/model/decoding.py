@@ -7,11 +7,34 @@ trimmed mode. This loop feeds the positions we give it, batch rows of different 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
+
+
+class Timings(dict[str, float]):
+    """Seconds spent per stage. On CUDA each stage is bracketed by a synchronise, so the times are
+    the GPU's and not those of queueing kernels (this costs a little speed: benchmarks only)."""
+
+    @contextlib.contextmanager
+    def stage(self, name: str, device: torch.device) -> Iterator[None]:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            self[name] = self.get(name, 0.0) + time.perf_counter() - started
+
+
+def timed(timings: Timings | None, name: str, device: torch.device) -> contextlib.AbstractContextManager:
+    return timings.stage(name, device) if timings is not None else contextlib.nullcontext()
 
 
 def cache_keyword(lm: nn.Module) -> str:
@@ -29,6 +52,7 @@ def greedy_decode(
     max_new_tokens: int | Sequence[int],
     stop_ids: Sequence[int],
     banned_ids: Sequence[int] = (),
+    timings: Timings | None = None,
 ) -> list[list[int]]:
     """New token ids per row, each ending with its stop token when one was produced.
 
@@ -39,21 +63,42 @@ def greedy_decode(
     limits = torch.as_tensor(max_new_tokens, device=inputs_embeds.device).expand(batch)
     last = lengths - 1
     keyword = cache_keyword(lm)
-    # an explicit mask also keeps transformers from reading position jumps as packed sequences
-    out = lm(
-        inputs_embeds=inputs_embeds,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        use_cache=True,
-        logits_to_keep=torch.unique(last),
-    )
+    device = inputs_embeds.device
     kept = torch.unique(last)
-    logits = out.logits[rows, torch.searchsorted(kept, last)]
+    with timed(timings, "lm_prefill", device):
+        # an explicit mask also keeps transformers from reading position jumps as packed sequences
+        out = lm(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=True,
+            logits_to_keep=kept,
+        )
+        logits = out.logits[rows, torch.searchsorted(kept, last)]
     cache = getattr(out, keyword)
     next_position = position_ids[rows, last] + 1
-    stop = torch.tensor(list(stop_ids), device=inputs_embeds.device)
+    stop = torch.tensor(list(stop_ids), device=device)
     banned = list(banned_ids)
-    finished = torch.zeros(batch, dtype=torch.bool, device=inputs_embeds.device)
+    with timed(timings, "lm_decode", device):
+        generated = _decode_loop(lm, logits, cache, keyword, attention_mask, next_position, limits, stop, banned)
+    if not generated:
+        return [[] for _ in range(batch)]
+    table = torch.stack(generated, dim=1).tolist()
+    return [[token for token in row if token >= 0] for row in table]
+
+
+def _decode_loop(
+    lm: nn.Module,
+    logits: torch.Tensor,
+    cache: object,
+    keyword: str,
+    attention_mask: torch.Tensor,
+    next_position: torch.Tensor,
+    limits: torch.Tensor,
+    stop: torch.Tensor,
+    banned: list[int],
+) -> list[torch.Tensor]:
+    finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
     generated: list[torch.Tensor] = []
     for step in range(int(limits.max())):
         if banned:
@@ -74,7 +119,4 @@ def greedy_decode(
         cache = getattr(out, keyword)
         logits = out.logits[:, -1]
         next_position = next_position + 1
-    if not generated:
-        return [[] for _ in range(batch)]
-    table = torch.stack(generated, dim=1).tolist()
-    return [[token for token in row if token >= 0] for row in table]
+    return generated

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..audio import SAMPLE_RATE, WINDOW_SAMPLES
 from .config import AUDIO_TOKEN, TinyAudioConfig
-from .decoding import greedy_decode
+from .decoding import Timings, greedy_decode, timed
 from .projector import STRIDE as PROJECTOR_STRIDE
 from .projector import MOSAProjector
 
@@ -75,6 +75,7 @@ class TinyAudioModel(nn.Module):
         # the encoder's conv2 halves mel frames; the projector divides by 4 again
         self.mel_frames_per_token = encoder.conv1.stride[0] * encoder.conv2.stride[0] * PROJECTOR_STRIDE
         self.audio_tokens_max = math.ceil(encoder.config.max_source_positions / PROJECTOR_STRIDE)
+        self.timings: Timings | None = None  # set a Timings to see where the time goes
 
     @property
     def device(self) -> torch.device:
@@ -91,12 +92,13 @@ class TinyAudioModel(nn.Module):
         for audio in audios:
             if len(audio) > WINDOW_SAMPLES:
                 raise ValueError(f"clip of {len(audio) / SAMPLE_RATE:.1f} s exceeds the 30 s window")
-        features = self.feature_extractor(
-            [np.asarray(audio, dtype=np.float32) for audio in audios],
-            sampling_rate=SAMPLE_RATE,
-            return_tensors="pt",
-        ).input_features
-        return features.to(self.device, self.dtype)
+        with timed(self.timings, "features", self.device):
+            features = self.feature_extractor(
+                [np.asarray(audio, dtype=np.float32) for audio in audios],
+                sampling_rate=SAMPLE_RATE,
+                return_tensors="pt",
+            ).input_features
+            return features.to(self.device, self.dtype)
 
     def audio_token_count(self, num_samples: int) -> int:
         """Projector frames that cover real audio (the rest only covers the 30 s padding)."""
@@ -105,9 +107,10 @@ class TinyAudioModel(nn.Module):
 
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         """Log-mel features → projector frames [batch, audio_tokens_max, llm_dim]."""
-        with torch.no_grad():
-            encoded = self.encoder(features).last_hidden_state
-        return self.projector(encoded)
+        with timed(self.timings, "encoder", self.device):
+            with torch.no_grad():
+                encoded = self.encoder(features).last_hidden_state
+            return self.projector(encoded)
 
     # -- prompt assembly ----------------------------------------------------------------------
 
@@ -220,6 +223,7 @@ class TinyAudioModel(nn.Module):
             max_new_tokens=max_new_tokens or self.config.max_new_tokens,
             stop_ids=self.stop_ids,
             banned_ids=[self.audio_token_id],
+            timings=self.timings,
         )
 
     def frame_span(self, start_sample: int, end_sample: int) -> tuple[int, int]:
