@@ -230,3 +230,17 @@ def test_batched_results_equal_one_at_a_time(model, mode):
 def test_clip_longer_than_window_is_rejected(model):
     with pytest.raises(ValueError, match="30 s"):
         model.generate_ids([noise(30.5, 0)])
+
+
+@pytest.mark.parametrize("mels", [80, 128])
+def test_log_mel_equals_whisper_feature_extractor(mels):
+    from transformers import WhisperFeatureExtractor
+
+    from tinyaudio_cli.model.features import log_mel
+
+    extractor = WhisperFeatureExtractor(feature_size=mels)
+    rng = np.random.default_rng(mels)
+    for lengths in ([16_000], [1, 5_000], [480_000, 1_000], [479_999, 479_800, 160 * 2999], [0]):
+        audios = [(rng.standard_normal(n) * 0.1).astype(np.float32) for n in lengths]
+        expected = extractor(audios, sampling_rate=SR, return_tensors="pt").input_features
+        torch.testing.assert_close(log_mel(audios, extractor, torch.device("cpu")), expected, atol=1e-5, rtol=0)

@@ -29,6 +29,7 @@ from torch import nn
 from ..audio import SAMPLE_RATE, WINDOW_SAMPLES
 from .config import AUDIO_TOKEN, TinyAudioConfig
 from .decoding import Timings, greedy_decode, timed
+from .features import log_mel
 from .projector import STRIDE as PROJECTOR_STRIDE
 from .projector import MOSAProjector
 
@@ -93,6 +94,8 @@ class TinyAudioModel(nn.Module):
             if len(audio) > WINDOW_SAMPLES:
                 raise ValueError(f"clip of {len(audio) / SAMPLE_RATE:.1f} s exceeds the 30 s window")
         with timed(self.timings, "features", self.device):
+            if getattr(self.feature_extractor, "dither", 0.0) == 0.0:
+                return log_mel(audios, self.feature_extractor, self.device).to(self.dtype)
             features = self.feature_extractor(
                 [np.asarray(audio, dtype=np.float32) for audio in audios],
                 sampling_rate=SAMPLE_RATE,
