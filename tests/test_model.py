@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import shutil
@@ -244,3 +245,27 @@ def test_log_mel_equals_whisper_feature_extractor(mels):
         audios = [(rng.standard_normal(n) * 0.1).astype(np.float32) for n in lengths]
         expected = extractor(audios, sampling_rate=SR, return_tensors="pt").input_features
         torch.testing.assert_close(log_mel(audios, extractor, torch.device("cpu")), expected, atol=1e-5, rtol=0)
+
+
+def test_pack_clips_fills_windows_without_overlap():
+    from tinyaudio_cli.model.modeling import pack_clips
+
+    lengths = [int(s * SR) for s in (2, 20, 9.5, 3, 28, 0.3, 11, 7)]
+    windows = pack_clips(lengths, 30 * SR, 1280)
+    placed = sorted(i for window in windows for i, _ in window)
+    assert placed == list(range(len(lengths)))
+    for window in windows:
+        spans = sorted((offset, offset + lengths[i]) for i, offset in window)
+        assert all(offset % 1280 == 0 for offset, _ in spans)
+        assert spans[-1][1] <= 30 * SR
+        assert all(end + 1280 <= start for (_, end), (start, _) in itertools.pairwise(spans))
+    assert len(windows) < len(lengths) / 2
+
+
+def test_packed_transcription(model):
+    clips = [noise(s, i) for i, s in enumerate([16.0, 3.0, 0.5, 5.0])]
+    packed = model.transcribe(clips, batch_size=4, max_new_tokens=5, pack=True)
+    alone = model.transcribe(clips, batch_size=4, max_new_tokens=5)
+    assert len(packed) == 4 and all(r.token_ids for r in packed)
+    big = model.transcribe([clips[0], noise(20, 9)], max_new_tokens=5, pack=True)
+    assert big[0].token_ids == alone[0].token_ids  # nothing fits beside a 20 s clip: its window is its own

@@ -242,13 +242,50 @@ class TinyAudioModel(nn.Module):
         mode: AttentionMode = DEFAULT_MODE,
         batch_size: int = 8,
         max_new_tokens: int | None = None,
+        pack: bool = False,
     ) -> list[Transcription]:
-        """One result per clip; clips of similar length share a batch, results keep input order."""
+        """One result per clip (≤30 s each); clips of similar length share a batch; input order kept.
+
+        With `pack`, several short clips share one 30 s encoder window (each decoded from its own
+        frames, trimmed mode): far fewer encoder passes, but each clip's encoder context then holds
+        its neighbours instead of silence, so results differ slightly from one clip per window.
+        """
+        if pack and mode == "trimmed":
+            return self._transcribe_packed(audios, batch_size, max_new_tokens)
         order = sorted(range(len(audios)), key=lambda i: len(audios[i]), reverse=True)
         results: list[Transcription | None] = [None] * len(audios)
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             ids = self.generate_ids([audios[i] for i in batch], mode, max_new_tokens)
+            for i, token_ids in zip(batch, ids, strict=True):
+                results[i] = Transcription(self.decode_text(token_ids), token_ids)
+        return results  # type: ignore[return-value]
+
+    def _transcribe_packed(
+        self, audios: Sequence[np.ndarray], batch_size: int, max_new_tokens: int | None
+    ) -> list[Transcription]:
+        per_token = self.feature_extractor.hop_length * self.mel_frames_per_token
+        windows = pack_clips([len(audio) for audio in audios], WINDOW_SAMPLES, per_token)
+        frames: dict[int, torch.Tensor] = {}
+        for start in range(0, len(windows), batch_size):
+            chunk = windows[start : start + batch_size]
+            samples = []
+            for placements in chunk:
+                window = np.zeros(max(offset + len(audios[i]) for i, offset in placements), dtype=np.float32)
+                for i, offset in placements:
+                    window[offset : offset + len(audios[i])] = audios[i]
+                samples.append(window)
+            with torch.inference_mode():
+                projected = self.encode(self.features(samples))
+            for placements, window_frames in zip(chunk, projected, strict=True):
+                for i, offset in placements:
+                    first, last = self.frame_span(offset, offset + len(audios[i]))
+                    frames[i] = window_frames[first:last]
+        order = sorted(frames, key=lambda i: len(frames[i]), reverse=True)
+        results: list[Transcription | None] = [None] * len(audios)
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            ids = self.generate_from_frames([frames[i] for i in batch], "trimmed", max_new_tokens)
             for i, token_ids in zip(batch, ids, strict=True):
                 results[i] = Transcription(self.decode_text(token_ids), token_ids)
         return results  # type: ignore[return-value]
@@ -288,6 +325,27 @@ def build_prompt(tokenizer, config: TinyAudioConfig) -> Prompt:
         raise ValueError(f"the prompt must hold exactly one {AUDIO_TOKEN} token: {text!r}")
     split = ids.index(audio_id)
     return Prompt(prefix=ids[:split], suffix=ids[split + 1 :])
+
+
+def pack_clips(lengths: Sequence[int], window: int, align: int) -> list[list[tuple[int, int]]]:
+    """First-fit decreasing: each window a list of (clip index, sample offset).
+
+    Clips start on projector-frame boundaries with one empty frame between neighbours, so no clip's
+    frames begin inside another clip's audio.
+    """
+    windows: list[list[tuple[int, int]]] = []
+    ends: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True):
+        for w, end in enumerate(ends):
+            offset = -(-end // align) * align + align
+            if offset + lengths[i] <= window:
+                windows[w].append((i, offset))
+                ends[w] = offset + lengths[i]
+                break
+        else:
+            windows.append([(i, 0)])
+            ends.append(lengths[i])
+    return windows
 
 
 def end_of_turn_id(tokenizer) -> int:
