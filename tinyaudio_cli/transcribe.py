@@ -1,9 +1,11 @@
-"""Media files → transcripts: decode, find speech, batch windows across files, decode each region.
+"""Media files → transcripts: decode, find speech, pack it into encoder windows, decode each region.
 
-Every Whisper window costs a full 30 s encoder pass however little speech it holds, so the VAD packs
-neighbouring speech regions into one window; the window is encoded once and each region is decoded
-from its own projector frames (the trimmed attention mode), which keeps segments short and their
-times exact. `transcribe` is the one-file path; `transcribe_files` the batched pipeline behind the CLI.
+Every Whisper window costs a full 30 s encoder pass however little speech it holds. So the speech
+regions the VAD finds are packed, pauses left out, into windows filled with speech (one empty frame
+between neighbours); each window is encoded once and each region is decoded from its own projector
+frames (the trimmed attention mode), which keeps segments short and their times exact. Windows from
+different files share batches. `transcribe` is the one-file path; `transcribe_files` the batched
+pipeline behind the CLI.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, stream_audio
+from .audio import SAMPLE_RATE, WINDOW_SAMPLES, stream_audio
 from .errors import TinyAudioError
-from .model.modeling import DEFAULT_MODE, AttentionMode, TinyAudioModel
+from .model.modeling import DEFAULT_MODE, AttentionMode, TinyAudioModel, next_offset
 from .records import Segment, Transcript
 from .vad import SpeechRegion, SpeechWindow, VadOptions, iter_fixed_windows, iter_speech_windows
 
@@ -49,6 +52,22 @@ class FileResult:
 
 
 @dataclass
+class Placement:
+    """A speech region inside an encoder window: where its samples sit, and when it was said."""
+
+    region: SpeechRegion
+    offset: int
+    length: int
+
+
+@dataclass
+class EncoderWindow:
+    file: int
+    samples: np.ndarray
+    placements: list[Placement]
+
+
+@dataclass
 class _Pending:
     """A file whose windows are still being decoded."""
 
@@ -57,15 +76,6 @@ class _Pending:
     windows_left: int = 0
     duration: float | None = None
     model_seconds: float = 0.0
-
-
-@dataclass
-class _Unit:
-    """One stretch of audio to decode: a region of a window, or (reference mode) the whole window."""
-
-    file: int
-    region: SpeechRegion
-    frames: torch.Tensor
 
 
 def cut_repetition(token_ids: Sequence[int]) -> tuple[list[int], bool]:
@@ -88,8 +98,8 @@ def token_budget(model: TinyAudioModel, seconds: float, options: TranscribeOptio
     return min(model.config.max_new_tokens, TOKEN_BUDGET_FLOOR + math.ceil(seconds * TOKENS_PER_SECOND_LIMIT))
 
 
-def iter_windows(path: Path, options: TranscribeOptions, on_samples: Callable[[int], None]) -> Iterator[SpeechWindow]:
-    def counted(blocks: Iterable) -> Iterator:
+def speech_windows(path: Path, options: TranscribeOptions, on_samples: Callable[[int], None]) -> Iterator[SpeechWindow]:
+    def counted(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         for block in blocks:
             on_samples(len(block))
             yield block
@@ -101,40 +111,60 @@ def iter_windows(path: Path, options: TranscribeOptions, on_samples: Callable[[i
         yield from iter_speech_windows(blocks, options.vad)
 
 
-def _units(model: TinyAudioModel, file: int, window: SpeechWindow, projected: torch.Tensor, mode: str) -> list[_Unit]:
-    if mode == "reference":
+def pack_regions(file: int, windows: Iterable[SpeechWindow], align: int) -> Iterator[EncoderWindow]:
+    """Speech regions, in order and without the pauses between them, packed into full windows."""
+    parts: list[np.ndarray] = []
+    placements: list[Placement] = []
+    end = 0
+    for window in windows:
+        for region in window.regions:
+            first = round((region.start - window.start) * SAMPLE_RATE)
+            audio = window.samples[first : first + round((region.end - region.start) * SAMPLE_RATE)]
+            offset = next_offset(end, align) if placements else 0
+            if placements and offset + len(audio) > WINDOW_SAMPLES:
+                yield _assemble(file, parts, placements, end)
+                parts, placements, offset = [], [], 0
+            parts.append((offset, audio))
+            placements.append(Placement(region, offset, len(audio)))
+            end = offset + len(audio)
+    if placements:
+        yield _assemble(file, parts, placements, end)
+
+
+def _assemble(file: int, parts: list, placements: list[Placement], end: int) -> EncoderWindow:
+    samples = np.zeros(end, dtype=np.float32)
+    for offset, audio in parts:
+        samples[offset : offset + len(audio)] = audio
+    return EncoderWindow(file, samples, placements)
+
+
+def whole_windows(file: int, windows: Iterable[SpeechWindow]) -> Iterator[EncoderWindow]:
+    """Reference mode: each window as it is in the file, decoded as one segment from all its frames."""
+    for window in windows:
         region = SpeechRegion(window.regions[0].start, window.regions[-1].end)
-        return [_Unit(file, region, projected)]
-    units = []
-    for region in window.regions:
-        first, last = model.frame_span(
-            round((region.start - window.start) * SAMPLE_RATE), round((region.end - window.start) * SAMPLE_RATE)
-        )
-        units.append(_Unit(file, region, projected[first:last]))
-    return units
+        yield EncoderWindow(file, window.samples, [Placement(region, 0, len(window.samples))])
 
 
-def _decode_windows(
-    model: TinyAudioModel, batch: list[tuple[int, SpeechWindow]], options: TranscribeOptions
-) -> list[tuple[int, Segment]]:
-    projected = model.encode(model.features([window.samples for _, window in batch]))
-    units = [
-        unit
-        for (file, window), p in zip(batch, projected, strict=True)
-        for unit in _units(model, file, window, p, options.mode)
-    ]
-    units.sort(key=lambda unit: len(unit.frames))
+def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: TranscribeOptions) -> list[tuple[int, Segment]]:
+    projected = model.encode(model.features([window.samples for window in batch]))
+    units: list[tuple[int, Placement, torch.Tensor]] = []
+    for window, frames in zip(batch, projected, strict=True):
+        for placement in window.placements:
+            if options.mode == "reference":
+                units.append((window.file, placement, frames))
+            else:
+                first, last = model.frame_span(placement.offset, placement.offset + placement.length)
+                units.append((window.file, placement, frames[first:last]))
+    units.sort(key=lambda unit: len(unit[2]))
     segments = []
     for start in range(0, len(units), options.batch_size):
         chunk = units[start : start + options.batch_size]
-        budgets = [token_budget(model, u.region.end - u.region.start, options) for u in chunk]
-        ids = model.generate_from_frames([u.frames for u in chunk], options.mode, budgets)
-        for unit, token_ids in zip(chunk, ids, strict=True):
-            text_ids = [t for t in token_ids if t not in model.stop_ids]
-            kept, cut = cut_repetition(text_ids)
-            text = model.decode_text(kept)
-            segment = Segment(0, unit.region.start, unit.region.end, text, list(token_ids), cut)
-            segments.append((unit.file, segment))
+        budgets = [token_budget(model, p.length / SAMPLE_RATE, options) for _, p, _ in chunk]
+        ids = model.generate_from_frames([frames for _, _, frames in chunk], options.mode, budgets)
+        for (file, placement, _), token_ids in zip(chunk, ids, strict=True):
+            kept, cut = cut_repetition([t for t in token_ids if t not in model.stop_ids])
+            region = placement.region
+            segments.append((file, Segment(0, region.start, region.end, model.decode_text(kept), token_ids, cut)))
     return segments
 
 
@@ -144,22 +174,25 @@ def transcribe_files(
     """Transcribe many files, windows from different files sharing batches; yields each file when done."""
     options = options or TranscribeOptions()
     pending: dict[int, _Pending] = {}
-    batch: list[tuple[int, SpeechWindow]] = []
+    batch: list[EncoderWindow] = []
+
+    def finished() -> Iterator[FileResult]:
+        for file in [f for f, state in pending.items() if state.duration is not None and state.windows_left == 0]:
+            yield _finish(model, pending.pop(file))
 
     def flush() -> Iterator[FileResult]:
         if batch:
             started = time.perf_counter()
             with torch.inference_mode():
-                decoded = _decode_windows(model, batch, options)
+                decoded = _decode(model, batch, options)
             elapsed = time.perf_counter() - started
-            for file, _ in batch:
-                pending[file].windows_left -= 1
-                pending[file].model_seconds += elapsed / len(batch)
+            for window in batch:
+                pending[window.file].windows_left -= 1
+                pending[window.file].model_seconds += elapsed / len(batch)
             for file, segment in decoded:
                 pending[file].segments.append(segment)
             batch.clear()
-        for file in [f for f, state in pending.items() if state.duration is not None and state.windows_left == 0]:
-            yield _finish(model, pending.pop(file))
+        yield from finished()
 
     for file, path in enumerate(paths):
         state = pending[file] = _Pending(Path(path))
@@ -169,19 +202,24 @@ def transcribe_files(
             nonlocal samples
             samples += n
 
+        windows = speech_windows(state.path, options, count)
+        if options.mode == "reference":
+            encoder_windows = whole_windows(file, windows)
+        else:
+            encoder_windows = pack_regions(file, windows, model.samples_per_token)
         try:
-            for window in iter_windows(state.path, options, count):
+            for window in encoder_windows:
                 state.windows_left += 1
-                batch.append((file, window))
+                batch.append(window)
                 if len(batch) >= options.batch_size:
                     yield from flush()
         except TinyAudioError as error:
             del pending[file]
-            batch[:] = [(f, w) for f, w in batch if f != file]
+            batch[:] = [window for window in batch if window.file != file]
             yield FileResult(state.path, error=error.message)
             continue
         state.duration = samples / SAMPLE_RATE
-        yield from flush() if not batch else iter(())
+        yield from finished()
     yield from flush()
 
 

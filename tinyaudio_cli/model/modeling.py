@@ -229,9 +229,14 @@ class TinyAudioModel(nn.Module):
             timings=self.timings,
         )
 
+    @property
+    def samples_per_token(self) -> int:
+        """Audio samples behind one projector frame (1280 = 80 ms for Whisper)."""
+        return self.feature_extractor.hop_length * self.mel_frames_per_token
+
     def frame_span(self, start_sample: int, end_sample: int) -> tuple[int, int]:
         """The projector frames of a window that cover samples [start, end) of it."""
-        per_token = self.feature_extractor.hop_length * self.mel_frames_per_token
+        per_token = self.samples_per_token
         first = min(start_sample // per_token, self.audio_tokens_max - 1)
         last = min(max(math.ceil(end_sample / per_token), first + 1), self.audio_tokens_max)
         return first, last
@@ -264,8 +269,7 @@ class TinyAudioModel(nn.Module):
     def _transcribe_packed(
         self, audios: Sequence[np.ndarray], batch_size: int, max_new_tokens: int | None
     ) -> list[Transcription]:
-        per_token = self.feature_extractor.hop_length * self.mel_frames_per_token
-        windows = pack_clips([len(audio) for audio in audios], WINDOW_SAMPLES, per_token)
+        windows = pack_clips([len(audio) for audio in audios], WINDOW_SAMPLES, self.samples_per_token)
         frames: dict[int, torch.Tensor] = {}
         for start in range(0, len(windows), batch_size):
             chunk = windows[start : start + batch_size]
@@ -337,7 +341,7 @@ def pack_clips(lengths: Sequence[int], window: int, align: int) -> list[list[tup
     ends: list[int] = []
     for i in sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True):
         for w, end in enumerate(ends):
-            offset = -(-end // align) * align + align
+            offset = next_offset(end, align)
             if offset + lengths[i] <= window:
                 windows[w].append((i, offset))
                 ends[w] = offset + lengths[i]
@@ -346,6 +350,11 @@ def pack_clips(lengths: Sequence[int], window: int, align: int) -> list[list[tup
             windows.append([(i, 0)])
             ends.append(lengths[i])
     return windows
+
+
+def next_offset(end: int, align: int) -> int:
+    """Where the next clip in a packed window starts: the next frame boundary, plus one empty frame."""
+    return -(-end // align) * align + align
 
 
 def end_of_turn_id(tokenizer) -> int:
