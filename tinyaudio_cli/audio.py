@@ -2,6 +2,196 @@
 
 from __future__ import annotations
 
+import collections
+import functools
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO
+
+import ffmpeg
+import numpy as np
+
+from tinyaudio_cli.errors import TinyAudioError
+
 SAMPLE_RATE = 16_000
 WINDOW_SECONDS = 30
 WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_SECONDS
+
+BYTES_PER_SAMPLE = 4  # float32, as ffmpeg's f32le output writes them
+STDERR_TAIL_LINES = 20  # a corrupt file can make ffmpeg log one line per packet
+
+MEDIA_EXTENSIONS = frozenset(
+    {
+        # audio
+        ".wav", ".wave", ".flac", ".mp3", ".m4a", ".m4b", ".aac", ".ogg", ".oga", ".opus",
+        ".wma", ".aiff", ".aif", ".aifc", ".amr", ".ac3", ".eac3", ".caf", ".au", ".snd",
+        ".mka", ".alac", ".ape", ".wv", ".spx", ".dts", ".mp2", ".mpga", ".weba",
+        # video
+        ".webm", ".mp4", ".m4v", ".mkv", ".mov", ".avi", ".wmv", ".asf", ".flv", ".mpg",
+        ".mpeg", ".ts", ".mts", ".m2ts", ".3gp", ".3g2", ".ogv", ".vob", ".mxf",
+    }
+)  # fmt: skip
+
+# ffmpeg's wording for the failures users actually hit, mapped to a plain reason.
+_KNOWN_FAILURES = (
+    ("does not contain any stream", "it has no audio stream"),
+    ("matches no streams", "it has no audio stream"),
+    ("Invalid data found when processing input", "not a readable audio or video file"),
+    ("No such file or directory", "no such file"),
+    ("Permission denied", "permission denied"),
+)
+_GENERIC_LINE = re.compile(
+    r"^(Error opening (input|output) files?\b.*|Conversion failed!|Exiting normally.*"
+    r"|To ignore this, add a trailing '\?' to the map\.)$"
+)
+_LOG_PREFIX = re.compile(r"^\[[^\]]+ @ 0x[0-9a-f]+\]\s*")
+
+
+class AudioDecodeError(TinyAudioError):
+    """A media file that ffmpeg cannot turn into audio samples."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        reason: str,
+        hint: str = "check that the file plays in a media player and has an audio track",
+    ) -> None:
+        reason = " ".join(reason.split())  # the CLI prints one line
+        super().__init__(f"cannot decode {path}: {reason}", hint=hint)
+        self.path = str(path)
+        self.reason = reason
+
+
+@functools.cache
+def find_ffmpeg() -> str:
+    """The ffmpeg executable: the one on PATH, else the one imageio-ffmpeg ships."""
+    on_path = shutil.which("ffmpeg")
+    if on_path:
+        return on_path
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as error:
+        raise TinyAudioError(
+            "ffmpeg was not found",
+            hint="install ffmpeg (apt install ffmpeg, brew install ffmpeg) or pip install imageio-ffmpeg",
+        ) from error
+
+
+def _ffmpeg_command(path: Path) -> list[str]:
+    # "file:" stops ffmpeg from reading a name such as "talk:1.wav" as a protocol.
+    stream = ffmpeg.input(f"file:{path}").output(
+        "pipe:", format="f32le", acodec="pcm_f32le", ac=1, ar=SAMPLE_RATE, vn=None, sn=None, dn=None
+    )
+    # Global options go in front: ffmpeg-python would append them after the output.
+    return stream.compile(cmd=[find_ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error"])
+
+
+def _failure_reason(stderr_lines: Iterable[str], path: Path) -> str:
+    """The one line of ffmpeg's log that tells the user what is wrong with the file."""
+    lines = []
+    for raw in stderr_lines:
+        line = _LOG_PREFIX.sub("", raw.strip())
+        for name in (f"file:{path}", str(path)):
+            line = line.removeprefix(f"{name}: ")
+        if line and not _GENERIC_LINE.match(line):
+            lines.append(line)
+    for needle, reason in _KNOWN_FAILURES:
+        if any(needle in line for line in lines):
+            # The line before ffmpeg's verdict often says more (e.g. "moov atom not found").
+            details = [line for line in lines if needle not in line]
+            return f"{reason} ({details[-1]})" if details else reason
+    return lines[-1] if lines else "ffmpeg failed without saying why"
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise AudioDecodeError(path, "no such file", hint="check the path")
+    if path.is_dir():
+        raise AudioDecodeError(path, "is a directory, not a media file")
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(path, "the file is empty")
+
+
+def _drain(pipe: IO[bytes], tail: collections.deque[str]) -> None:
+    # Runs on its own thread so a chatty ffmpeg never blocks on a full stderr pipe.
+    for line in pipe:
+        tail.append(line.decode("utf-8", errors="replace"))
+
+
+def stream_audio(path: str | os.PathLike[str], block_seconds: float = 30.0) -> Iterator[np.ndarray]:
+    """Decode any file ffmpeg reads to 16 kHz mono float32, block_seconds at a time.
+
+    Only one block is held at once, so hour-long recordings cost no more memory than a short clip.
+    """
+    path = Path(path)
+    _check_readable(path)
+    block_bytes = max(1, round(block_seconds * SAMPLE_RATE)) * BYTES_PER_SAMPLE
+    process = subprocess.Popen(
+        _ffmpeg_command(path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+    drainer = threading.Thread(target=_drain, args=(process.stderr, stderr_tail), daemon=True)
+    drainer.start()
+    decoded = 0
+    try:
+        assert process.stdout is not None
+        while data := process.stdout.read(block_bytes):
+            usable = len(data) - len(data) % BYTES_PER_SAMPLE
+            if usable:
+                decoded += usable // BYTES_PER_SAMPLE
+                yield np.frombuffer(data[:usable], dtype=np.float32).copy()
+        returncode = process.wait()
+        drainer.join()
+        if returncode != 0:
+            raise AudioDecodeError(path, _failure_reason(stderr_tail, path))
+        if decoded == 0:
+            raise AudioDecodeError(path, "contains no audio")
+    finally:
+        # The consumer may stop early (e.g. --no-vad reads only the first 30 s): don't leave ffmpeg behind.
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        drainer.join()
+        for pipe in (process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def load_audio(path: str | os.PathLike[str]) -> np.ndarray:
+    """The whole file as one 16 kHz mono float32 array."""
+    return np.concatenate(list(stream_audio(path)))
+
+
+def find_media(inputs: Sequence[str | os.PathLike[str]], extra_extensions: Iterable[str] = ()) -> list[Path]:
+    """The media files named by inputs: files as given, directories searched recursively by extension."""
+    extensions = MEDIA_EXTENSIONS | frozenset(
+        f".{extension.lower().lstrip('.')}" for extension in extra_extensions if extension.strip(".")
+    )
+    found: dict[Path, Path] = {}  # keyed by real path: a file named twice is transcribed once
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            candidates: Iterable[Path] = _walk_media(path, extensions)
+        elif path.exists():
+            candidates = [path]  # named explicitly, so the user wants it whatever its extension
+        else:
+            raise TinyAudioError(f"no such file or directory: {path}", hint="check the path and try again")
+        for candidate in candidates:
+            found.setdefault(candidate.resolve(), candidate)
+    return list(found.values())
+
+
+def _walk_media(directory: Path, extensions: frozenset[str]) -> Iterator[Path]:
+    for root, dirs, files in os.walk(directory):
+        # Sorting in place makes os.walk visit folders in a stable order on every filesystem.
+        dirs[:] = sorted(name for name in dirs if not name.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and Path(name).suffix.lower() in extensions:
+                yield Path(root) / name
