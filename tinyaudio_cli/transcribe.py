@@ -10,7 +10,10 @@ pipeline behind the CLI.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +36,7 @@ TOKEN_BUDGET_FLOOR = 16
 REPEAT_MAX_PERIOD = 24
 REPEAT_MIN_COUNT = 4
 REPEAT_MIN_TOKENS = 16
+QUEUE_WINDOWS = 32  # encoder windows decoded ahead of the model: bounds memory (~2 MB each)
 
 
 @dataclass
@@ -171,8 +175,17 @@ def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: Transcri
 def transcribe_files(
     model: TinyAudioModel, paths: Sequence[Path], options: TranscribeOptions | None = None
 ) -> Iterator[FileResult]:
-    """Transcribe many files, windows from different files sharing batches; yields each file when done."""
+    """Transcribe many files, windows from different files sharing batches; yields each file when done.
+
+    Audio decoding and speech detection run on a background thread, ahead of the model.
+    """
     options = options or TranscribeOptions()
+    events: queue.Queue[tuple] = queue.Queue(maxsize=QUEUE_WINDOWS)
+    stop = threading.Event()
+    producer = threading.Thread(
+        target=_produce, args=(model, list(paths), options, events, stop), name="tinyaudio-audio", daemon=True
+    )
+    producer.start()
     pending: dict[int, _Pending] = {}
     batch: list[EncoderWindow] = []
 
@@ -194,33 +207,66 @@ def transcribe_files(
             batch.clear()
         yield from finished()
 
+    try:
+        while (event := events.get())[0] != "end":
+            kind, file, payload = event
+            state = pending.setdefault(file, _Pending(Path(paths[file])))
+            if kind == "window":
+                state.windows_left += 1
+                batch.append(payload)
+                if len(batch) >= options.batch_size:
+                    yield from flush()
+            elif kind == "done":
+                state.duration = payload
+                yield from finished()
+            else:
+                del pending[file]
+                batch[:] = [window for window in batch if window.file != file]
+                yield FileResult(state.path, error=payload)
+        yield from flush()
+    finally:
+        stop.set()
+        while producer.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                events.get(timeout=0.1)
+
+
+def _produce(
+    model: TinyAudioModel, paths: list[Path], options: TranscribeOptions, events: queue.Queue, stop: threading.Event
+) -> None:
+    """Decode and segment every file in order; report windows, the end of each file, or its error."""
+
+    def put(event: tuple) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                events.put(event, timeout=0.1)
+                return True
+        return False
+
     for file, path in enumerate(paths):
-        state = pending[file] = _Pending(Path(path))
         samples = 0
 
         def count(n: int) -> None:
             nonlocal samples
             samples += n
 
-        windows = speech_windows(state.path, options, count)
+        windows = speech_windows(Path(path), options, count)
         if options.mode == "reference":
             encoder_windows = whole_windows(file, windows)
         else:
             encoder_windows = pack_regions(file, windows, model.samples_per_token)
         try:
             for window in encoder_windows:
-                state.windows_left += 1
-                batch.append(window)
-                if len(batch) >= options.batch_size:
-                    yield from flush()
+                if not put(("window", file, window)):
+                    return
+            event = ("done", file, samples / SAMPLE_RATE)
         except TinyAudioError as error:
-            del pending[file]
-            batch[:] = [window for window in batch if window.file != file]
-            yield FileResult(state.path, error=error.message)
-            continue
-        state.duration = samples / SAMPLE_RATE
-        yield from finished()
-    yield from flush()
+            event = ("error", file, error.message)
+        except Exception as error:  # a bug or an odd file must not hang the consumer: report it
+            event = ("error", file, f"{type(error).__name__}: {error}")
+        if not put(event):
+            return
+    put(("end", None, None))
 
 
 def _finish(model: TinyAudioModel, state: _Pending) -> FileResult:

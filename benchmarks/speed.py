@@ -1,0 +1,346 @@
+"""Speed benchmark: the reference way of transcribing vs tinyaudio's engine, same weights, same audio.
+
+The reference way (reimplemented from the model-core facts, no outside code): one clip at a time,
+every clip padded to 30 s, all 375 projector frames sent to the LM, HF `generate` greedy. Long
+recordings are cut into consecutive 30 s windows. tinyaudio: its defaults (VAD, windows packed with
+speech, batches formed by length, the trimmed attention mode, its own greedy loop).
+
+Random weights never say `<|im_end|>`, so both generate a fixed number of tokens per clip, and the
+figures are the stack's cost, not a particular model's verbosity. Transcripts are compared where the
+two are specified to agree: tinyaudio's `reference` mode must give the reference way's tokens.
+
+    python benchmarks/speed.py --quick --json out.json            # CPU, tiny test models, < 5 min
+    python benchmarks/speed.py --real-size --device cuda           # GPU: large-v3-turbo + SmolLM3-3B sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from tinyaudio_cli.audio import SAMPLE_RATE, WINDOW_SAMPLES, load_audio  # noqa: E402
+from tinyaudio_cli.model import TinyAudioConfig, create_model, load_model  # noqa: E402
+from tinyaudio_cli.model.decoding import Timings  # noqa: E402
+from tinyaudio_cli.transcribe import TranscribeOptions, transcribe_files  # noqa: E402
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Speech recognition turns spoken words into written text.",
+    "A small language model can listen when an audio encoder feeds it.",
+    "Please remember to check the timestamps of every region.",
+    "The meeting will start again after a short break.",
+    "We measured the real time factor on a busy machine.",
+    "Long recordings are cut into windows at the pauses.",
+    "Nobody expected the results to arrive so quickly.",
+    "Turn left at the second traffic light and keep going.",
+    "Every window of audio is at most thirty seconds long.",
+]
+VOICES = ["en-us", "en-gb", "en-us+f3", "en-gb-x-rp"]
+
+
+# -- audio ---------------------------------------------------------------------------------------------
+
+
+def speak(text: str, voice: str, speed: int) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as folder:
+        raw = Path(folder) / "raw.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", raw, text], check=True)
+        return load_audio(raw)
+
+
+def utterances(rng: np.random.Generator, count: int) -> list[np.ndarray]:
+    return [
+        speak(SENTENCES[i % len(SENTENCES)], VOICES[i % len(VOICES)], int(rng.integers(130, 190))) for i in range(count)
+    ]
+
+
+def short_clips(pool: list[np.ndarray], rng: np.random.Generator, count: int) -> list[np.ndarray]:
+    """LoquaciousSet-like clips of 2-20 s: utterances joined with short gaps."""
+    clips = []
+    for _ in range(count):
+        target, parts, length = rng.uniform(2, 20), [], 0
+        while length < target * SAMPLE_RATE:
+            part = pool[int(rng.integers(len(pool)))]
+            parts += [part, np.zeros(int(rng.uniform(0.1, 0.5) * SAMPLE_RATE), np.float32)]
+            length += len(parts[-2]) + len(parts[-1])
+        clips.append(np.concatenate(parts)[: int(target * SAMPLE_RATE)])
+    return clips
+
+
+def long_recording(pool: list[np.ndarray], rng: np.random.Generator, minutes: float, path: Path) -> Path:
+    """Speech with pauses of 0.3-4 s and, now and then, a long silence."""
+    parts, length = [], 0
+    while length < minutes * 60 * SAMPLE_RATE:
+        pause = rng.uniform(8, 20) if rng.random() < 0.05 else rng.uniform(0.3, 4)
+        parts += [pool[int(rng.integers(len(pool)))], np.zeros(int(pause * SAMPLE_RATE), np.float32)]
+        length += len(parts[-2]) + len(parts[-1])
+    sf.write(path, np.concatenate(parts), SAMPLE_RATE, subtype="PCM_16")
+    return path
+
+
+# -- memory -------------------------------------------------------------------------------------------
+
+
+class PeakMemory:
+    """Peak resident memory (CPU) or peak allocated memory (CUDA) while the block runs."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.peak, self._stop = device, 0, threading.Event()
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss())
+
+    def __exit__(self, *_: object) -> None:
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak = max(self.peak, rss())
+
+
+def rss() -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS"))
+
+
+# -- the two ways --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    audio_seconds: float
+    wall_seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
+    peak_memory_mb: float = 0.0
+    tokens: list[list[int]] = field(default_factory=list)
+
+    @property
+    def rtfx(self) -> float:
+        return self.audio_seconds / self.wall_seconds
+
+
+@torch.inference_mode()
+def reference_way(model, clips: list[np.ndarray], tokens: int) -> Run:
+    """One clip at a time, padded to 30 s, all frames to the LM, HF generate."""
+    run, timings = Run(sum(len(c) for c in clips) / SAMPLE_RATE), Timings()
+    prompt = [*model.prompt.prefix, model.audio_token_id, *model.prompt.suffix]
+    ids = torch.tensor([prompt], device=model.device)
+    split = len(model.prompt.prefix)
+    with PeakMemory(model.device) as memory:
+        started = time.perf_counter()
+        for clip in clips:
+            with timings.stage("features", model.device):
+                features = model.feature_extractor(clip, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
+                features = features.to(model.device, model.dtype)
+            with timings.stage("encoder", model.device):
+                frames = model.projector(model.encoder(features).last_hidden_state)
+            with timings.stage("lm_generate", model.device):
+                text = model.lm.get_input_embeddings()(ids)
+                merged = torch.cat([text[:, :split], frames.to(text.dtype), text[:, split + 1 :]], dim=1)
+                out = model.lm.generate(
+                    inputs_embeds=merged,
+                    attention_mask=torch.ones(merged.shape[:2], dtype=torch.long, device=model.device),
+                    max_new_tokens=tokens,
+                    min_new_tokens=tokens,
+                    do_sample=False,
+                    num_beams=1,
+                    eos_token_id=model.stop_ids,
+                    pad_token_id=model.stop_ids[0],
+                )
+            run.tokens.append(out[0].tolist())
+        run.wall_seconds = time.perf_counter() - started
+    run.stages, run.peak_memory_mb = dict(timings), memory.peak / 2**20
+    return run
+
+
+def tinyaudio_clips(model, clips: list[np.ndarray], tokens: int, batch_size: int, mode: str = "trimmed") -> Run:
+    run = Run(sum(len(c) for c in clips) / SAMPLE_RATE)
+    model.timings = Timings()
+    with PeakMemory(model.device) as memory:
+        started = time.perf_counter()
+        results = model.transcribe(clips, mode=mode, batch_size=batch_size, max_new_tokens=tokens)
+        run.wall_seconds = time.perf_counter() - started
+    run.tokens = [r.token_ids for r in results]
+    run.stages, run.peak_memory_mb, model.timings = dict(model.timings), memory.peak / 2**20, None
+    return run
+
+
+def tinyaudio_file(model, path: Path, tokens: int, batch_size: int, audio_seconds: float) -> Run:
+    run = Run(audio_seconds)
+    model.timings = Timings()
+    options = TranscribeOptions(batch_size=batch_size, max_new_tokens=tokens)
+    with PeakMemory(model.device) as memory:
+        started = time.perf_counter()
+        (result,) = transcribe_files(model, [path], options)
+        run.wall_seconds = time.perf_counter() - started
+    run.tokens = [s.tokens for s in result.transcript.segments]
+    run.stages, run.peak_memory_mb, model.timings = dict(model.timings), memory.peak / 2**20, None
+    return run
+
+
+# -- models --------------------------------------------------------------------------------------------
+
+
+def tiny_model(folder: Path, device: str):
+    from tinystack import build_checkpoint
+
+    return load_model(str(build_checkpoint(folder, "smollm3")), device=device)
+
+
+def real_size_model(folder: Path, device: str):
+    """Random weights with whisper-large-v3-turbo's encoder and SmolLM3-3B's exact dimensions."""
+    from tinystack import build_tokenizer
+    from transformers import SmolLM3Config, SmolLM3ForCausalLM, WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    whisper = WhisperConfig(
+        d_model=1280, encoder_layers=32, encoder_attention_heads=20, encoder_ffn_dim=5120,
+        decoder_layers=1, decoder_attention_heads=20, decoder_ffn_dim=5120, num_mel_bins=128,
+        vocab_size=51866, pad_token_id=50256, bos_token_id=50257, eos_token_id=50257, decoder_start_token_id=50258,
+    )  # fmt: skip
+    with torch.device("meta"):
+        pass
+    WhisperModel(whisper).half().save_pretrained(folder / "whisper")
+    WhisperFeatureExtractor(feature_size=128).save_pretrained(folder / "whisper")
+    tokenizer = build_tokenizer(folder / "lm")
+    lm = SmolLM3Config(
+        vocab_size=128256, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
+        num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=65536, tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    SmolLM3ForCausalLM(lm).to(torch.bfloat16).save_pretrained(folder / "lm")
+    config = TinyAudioConfig(audio_model_id=str(folder / "whisper"), text_model_id=str(folder / "lm"))
+    return create_model(config, device=device)
+
+
+# -- report --------------------------------------------------------------------------------------------
+
+
+def workload_report(reference: Run, engine: Run, agree: bool | None) -> dict:
+    def shares(run: Run) -> dict[str, float]:
+        stages = dict(run.stages)
+        stages["other (audio decoding, VAD, Python)"] = max(0.0, run.wall_seconds - sum(stages.values()))
+        return {name: round(seconds / run.wall_seconds, 3) for name, seconds in stages.items()}
+
+    return {
+        "audio_seconds": round(engine.audio_seconds, 1),
+        "reference_wall_seconds": round(reference.wall_seconds, 2),
+        "tinyaudio_wall_seconds": round(engine.wall_seconds, 2),
+        "reference_rtfx": round(reference.rtfx, 1),
+        "tinyaudio_rtfx": round(engine.rtfx, 1),
+        "speedup": round(engine.rtfx / reference.rtfx, 1),
+        "reference_time_shares": shares(reference),
+        "tinyaudio_time_shares": shares(engine),
+        "reference_peak_memory_mb": round(reference.peak_memory_mb),
+        "tinyaudio_peak_memory_mb": round(engine.peak_memory_mb),
+        "transcripts_agree_in_reference_mode": agree,
+    }
+
+
+def print_report(report: dict) -> None:
+    print(f"\nmachine: {report['machine']}")
+    for name, w in report["workloads"].items():
+        print(f"\n== {name}: {w['audio_seconds']:.0f} s of audio")
+        print(
+            f"   reference way  {w['reference_wall_seconds']:8.2f} s   RTFx {w['reference_rtfx']:8.1f}"
+            f"   peak {w['reference_peak_memory_mb']} MB"
+        )
+        print(
+            f"   tinyaudio      {w['tinyaudio_wall_seconds']:8.2f} s   RTFx {w['tinyaudio_rtfx']:8.1f}"
+            f"   peak {w['tinyaudio_peak_memory_mb']} MB"
+        )
+        print(
+            f"   speed-up {w['speedup']}x; transcripts agree in reference mode: "
+            f"{w['transcripts_agree_in_reference_mode']}"
+        )
+        for who in ("reference", "tinyaudio"):
+            parts = ", ".join(f"{k} {v:.0%}" for k, v in w[f"{who}_time_shares"].items())
+            print(f"   {who} time: {parts}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer clips: a CPU run under 5 minutes")
+    parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument("--real-size", action="store_true", help="random weights at the published model's sizes")
+    parser.add_argument("--model", help="a real checkpoint instead of random weights")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--tokens", type=int, default=24, help="tokens generated per clip or segment")
+    parser.add_argument("--clips", type=int, default=None)
+    parser.add_argument("--long-minutes", type=float, default=20.0)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    work = Path(tempfile.mkdtemp(prefix="tinyaudio-bench-"))
+
+    if args.model:
+        model = load_model(args.model, device=args.device)
+    elif args.real_size:
+        model = real_size_model(work, args.device)
+    else:
+        model = tiny_model(work, args.device)
+    batch_size = args.batch_size or (64 if model.device.type == "cuda" else 16)
+    count = args.clips or (48 if args.quick else 200)
+
+    pool = utterances(rng, 24)
+    clips = short_clips(pool, rng, count)
+    recording = long_recording(pool, rng, args.long_minutes, work / "long.wav")
+    recording_audio = load_audio(recording)
+    windows = [recording_audio[i : i + WINDOW_SAMPLES] for i in range(0, len(recording_audio), WINDOW_SAMPLES)]
+    tinyaudio_clips(model, clips[:2], 2, 2)  # warm-up: first-call allocations and kernel choices
+
+    workloads = {}
+    reference = reference_way(model, clips, args.tokens)
+    engine = tinyaudio_clips(model, clips, args.tokens, batch_size)
+    check = tinyaudio_clips(model, clips, args.tokens, batch_size, mode="reference")
+    workloads["short_clips"] = workload_report(reference, engine, check.tokens == reference.tokens)
+    reference = reference_way(model, windows, args.tokens)
+    engine = tinyaudio_file(model, recording, args.tokens, batch_size, len(recording_audio) / SAMPLE_RATE)
+    workloads["long_recording"] = workload_report(reference, engine, None)
+
+    report = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        + (torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else "CPU only"),
+        "device": str(model.device),
+        "dtype": str(model.dtype),
+        "model": args.model or ("random, real size" if args.real_size else "tiny test model"),
+        "batch_size": batch_size,
+        "tokens_per_segment": args.tokens,
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "workloads": workloads,
+    }
+    print_report(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
