@@ -269,3 +269,24 @@ def test_packed_transcription(model):
     assert len(packed) == 4 and all(r.token_ids for r in packed)
     big = model.transcribe([clips[0], noise(20, 9)], max_new_tokens=5, pack=True)
     assert big[0].token_ids == alone[0].token_ids  # nothing fits beside a 20 s clip: its window is its own
+
+
+def test_training_loss_is_cross_entropy_of_targets_after_the_prompt(model):
+    clips = [noise(1.0, 3), noise(2.5, 4)]
+    targets = [model.target_ids("hello world"), model.target_ids("the quick brown fox")]
+    assert targets[0][-1] == model.end_of_turn_id
+    loss = model.loss(model.features(clips), [len(c) for c in clips], targets)
+    # independently: teacher-forced logits of each row on its own
+    expected, count = 0.0, 0
+    for clip, target in zip(clips, targets, strict=True):
+        frames = model.encode(model.features([clip]))[0][: model.audio_token_count(len(clip))]
+        embeds, mask, positions, lengths = model.build_inputs([frames], "trimmed", [target])
+        logits = model.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits[0]
+        predicted = logits[int(lengths[0]) - len(target) - 1 : int(lengths[0]) - 1]
+        expected += F.cross_entropy(predicted, torch.tensor(target), reduction="sum").item()
+        count += len(target)
+    assert loss.item() == pytest.approx(expected / count, rel=1e-4)
+    loss.backward()
+    assert model.projector.experts[0].fc1.weight.grad is not None
+    assert all(p.grad is None for p in model.lm.parameters())
+    model.projector.zero_grad(set_to_none=True)

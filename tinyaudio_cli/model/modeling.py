@@ -181,16 +181,21 @@ class TinyAudioModel(nn.Module):
         projected = self.encode(features)
         frames = self.select_frames(projected, num_samples, "trimmed")
         inputs_embeds, attention_mask, position_ids, lengths = self.build_inputs(frames, "trimmed", targets)
-        logits = self.lm(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids).logits
+        # the LM body, then its head only where a target is predicted: the head over every position
+        # would cost as much as a quarter of the body for nothing
+        hidden = self.lm.get_decoder()(
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state
         rows, columns, labels = [], [], []
         for row, (length, target) in enumerate(zip(lengths.tolist(), targets, strict=True)):
-            start = length - len(target)  # the logit at i predicts the token at i + 1
+            start = length - len(target)  # the hidden state at i predicts the token at i + 1
             rows += [row] * len(target)
             columns += range(start - 1, length - 1)
             labels += target
-        device = logits.device
-        picked = logits[torch.tensor(rows, device=device), torch.tensor(columns, device=device)]
-        return F.cross_entropy(picked.float(), torch.tensor(labels, device=device))
+        device = hidden.device
+        picked = hidden[torch.tensor(rows, device=device), torch.tensor(columns, device=device)]
+        logits = self.lm.get_output_embeddings()(picked)
+        return F.cross_entropy(logits.float(), torch.tensor(labels, device=device))
 
     # -- transcription ---------------------------------------------------------------------------
 
