@@ -5,13 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import shutil
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from tinystack import build_checkpoint, build_whisper
+from tinystack import build_checkpoint, build_whisper, fake_hub_cache
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from tinyaudio_cli.errors import TinyAudioError
@@ -134,14 +133,6 @@ def test_encoder_loads_from_full_whisper_layouts_without_decoder(tmp_path):
     assert not any("decoder" in name for name in b.state_dict())
     features = torch.randn(1, 80, 3000)
     torch.testing.assert_close(a(features).last_hidden_state, b(features).last_hidden_state)
-
-
-def fake_hub_cache(cache, repo_id: str, source) -> None:
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / ("0" * 40)
-    shutil.copytree(source, snapshot)
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text("0" * 40)
 
 
 def test_load_by_hub_id_from_cache_and_clear_offline_error(tmp_path, monkeypatch):

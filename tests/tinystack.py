@@ -8,6 +8,7 @@ checkpoint in the published layout on top of them.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -134,3 +135,12 @@ def build_checkpoint(
     model.save_pretrained(folder)
     (folder / "README.md").write_text(json.dumps({"family": family}))
     return folder
+
+
+def fake_hub_cache(cache: Path, repo_id: str, source: Path | str) -> None:
+    """Lay out a folder as the Hugging Face cache holds a downloaded repo (one snapshot, refs/main)."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    shutil.copytree(source, snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)

@@ -1,0 +1,362 @@
+"""`tinyaudio eval`: pick a sample source, run the evaluation library, show progress and the results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .cli import (
+    INPUT_PANEL,
+    MODEL_PANEL,
+    OUTPUT_PANEL,
+    PERF_PANEL,
+    BatchSizeOption,
+    DeviceOption,
+    DtypeOption,
+    MaxNewTokensOption,
+    QuietOption,
+    app,
+    console,
+    fail,
+)
+from .cli_transcribe import quiet_transformers
+from .defaults import DEFAULT_MODEL, MODEL_ENV
+from .errors import TinyAudioError
+
+if TYPE_CHECKING:
+    from .evaluate import EvalProgress, EvalReport, EvalSource
+
+DEFAULT_DATASET = "loquacious"
+FAILED_SHOWN = 20  # the rest are in summary.json
+results_console = Console()  # the results are the command's output: stdout, so they can be piped
+
+
+@app.command("eval")
+def eval_command(
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            "-d",
+            help=f"A registered set (loquacious, librispeech-clean, tedlium, ami, ...), any Hub id, or a local "
+            f"folder or Parquet file laid out like a Hub dataset. Default: {DEFAULT_DATASET}.",
+            rich_help_panel=INPUT_PANEL,
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="A local copy of the --dataset set (folder or Parquet file), read with its registered columns.",
+            rich_help_panel=INPUT_PANEL,
+        ),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", help="Dataset config (default: the set's own).", rich_help_panel=INPUT_PANEL),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option("--split", help="Dataset split (default: the set's test split).", rich_help_panel=INPUT_PANEL),
+    ] = None,
+    audio_column: Annotated[
+        str | None, typer.Option("--audio-column", help="Column holding the audio.", rich_help_panel=INPUT_PANEL)
+    ] = None,
+    text_column: Annotated[
+        str | None,
+        typer.Option("--text-column", help="Column holding the reference text.", rich_help_panel=INPUT_PANEL),
+    ] = None,
+    id_column: Annotated[
+        str | None, typer.Option("--id-column", help="Column holding the sample id.", rich_help_panel=INPUT_PANEL)
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest",
+            help="A JSONL/CSV/TSV manifest with 'audio' (relative to it), 'text' and optional 'id' fields.",
+            rich_help_panel=INPUT_PANEL,
+        ),
+    ] = None,
+    folder: Annotated[
+        Path | None,
+        typer.Option(
+            "--folder", help="A folder of media files with same-named .txt references.", rich_help_panel=INPUT_PANEL
+        ),
+    ] = None,
+    max_samples: Annotated[
+        int | None,
+        typer.Option(
+            "--max-samples", "-n", min=0, help="Evaluate the first N samples only.", rich_help_panel=INPUT_PANEL
+        ),
+    ] = None,
+    shuffle: Annotated[
+        bool,
+        typer.Option(
+            "--shuffle",
+            help="Shuffle before taking --max-samples (repeatable with --seed).",
+            rich_help_panel=INPUT_PANEL,
+        ),
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for --shuffle.", rich_help_panel=INPUT_PANEL)] = 0,
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            envvar=MODEL_ENV,
+            help=f"Checkpoint: Hub id or local folder; repeat to compare models on the same samples. "
+            f"Default: {DEFAULT_MODEL}.",
+            rich_help_panel=MODEL_PANEL,
+            show_default=False,
+        ),
+    ] = None,
+    reference_mode: Annotated[
+        bool,
+        typer.Option(
+            "--reference-mode",
+            help="Attend to the whole 30 s window, padding included, as the reference implementation does.",
+            rich_help_panel=MODEL_PANEL,
+        ),
+    ] = False,
+    max_new_tokens: MaxNewTokensOption = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir",
+            "-o",
+            help="Write summary.json, predictions.jsonl and wer_by_duration.png here (a subfolder per model "
+            "when comparing). Default: show the results only.",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = None,
+    no_normalize: Annotated[
+        bool,
+        typer.Option(
+            "--no-normalize",
+            help="Score raw text: no Whisper English normaliser, so case and punctuation count as errors.",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = False,
+    batch_size: BatchSizeOption = 8,
+    warmup_batches: Annotated[
+        int,
+        typer.Option(
+            "--warmup-batches",
+            min=0,
+            help="Untimed runs of the first batch before timing starts.",
+            rich_help_panel=PERF_PANEL,
+        ),
+    ] = 1,
+    device: DeviceOption = "auto",
+    dtype: DtypeOption = "auto",
+    quiet: QuietOption = False,
+) -> None:
+    """Word error rate and speed of one or more models on LoquaciousSet, the Open ASR sets or your own data.
+
+    References and hypotheses go through Whisper's English normaliser (as on the Open ASR Leaderboard) and
+    are scored as one corpus: WER, CER, substitutions, deletions and insertions, WER by utterance length and
+    the most frequent substitutions. RTFx is seconds of audio per second of model work. Samples whose audio
+    cannot be decoded are listed and left out of the score, never dropped silently. Datasets are read
+    offline from a local copy or the Hugging Face cache (`tinyaudio download --dataset NAME` fetches one).
+
+    [bold]Examples[/]
+
+      tinyaudio eval --dataset loquacious --config medium --max-samples 500 -o results/
+
+      tinyaudio eval --dataset loquacious --data-dir ~/data/LoquaciousSet -m ./my-checkpoint
+
+      tinyaudio eval --manifest calls/manifest.jsonl -m mazesmazes/tiny-audio -m ./finetuned -o compare/
+
+      tinyaudio eval --dataset org/my-set --audio-column speech --text-column sentence --split validation
+    """
+    from .evaluate import EvalOptions, run_evaluation
+
+    try:
+        source = build_source(
+            dataset, data_dir, config, split, (audio_column, text_column, id_column), manifest, folder,
+            max_samples, shuffle, seed,
+        )  # fmt: skip
+        options = EvalOptions(
+            batch_size=batch_size,
+            device=device,
+            dtype=dtype,
+            mode="reference" if reference_mode else "trimmed",
+            max_new_tokens=max_new_tokens,
+            normalize=not no_normalize,
+            warmup_batches=warmup_batches,
+        )
+        quiet_transformers()
+        progress = _progress(quiet)
+        try:
+            report = run_evaluation(models or [DEFAULT_MODEL], source, options, output_dir, _on_progress(progress))
+        finally:
+            if progress.live.is_started:  # stopping a display never started would print a blank line
+                progress.stop()
+    except TinyAudioError as error:
+        raise fail(error) from None
+    if not quiet:
+        show_report(report, results_console)
+
+
+def build_source(
+    dataset: str | None,
+    data_dir: Path | None,
+    config: str | None,
+    split: str | None,
+    columns: tuple[str | None, str | None, str | None],
+    manifest: Path | None,
+    folder: Path | None,
+    max_samples: int | None,
+    shuffle: bool,
+    seed: int,
+) -> EvalSource:
+    """The one source the options name: --dataset (the default), --manifest or --folder."""
+    from .evaluate import EvalSource
+
+    chosen = [name for name, value in (("--dataset", dataset), ("--manifest", manifest), ("--folder", folder)) if value]
+    if len(chosen) > 1:
+        raise TinyAudioError(f"{' and '.join(chosen)} both name samples", hint="evaluate one source at a time")
+    picking = dict(max_samples=max_samples, shuffle=shuffle, seed=seed)
+    if manifest is None and folder is None:
+        audio, text, ident = columns
+        return EvalSource(
+            "dataset", dataset or DEFAULT_DATASET, str(data_dir) if data_dir else None, config, split,
+            audio, text, ident, **picking,
+        )  # fmt: skip
+    dataset_only = {
+        "--data-dir": data_dir,
+        "--config": config,
+        "--split": split,
+        "--audio-column": columns[0],
+        "--text-column": columns[1],
+        "--id-column": columns[2],
+    }
+    given = [name for name, value in dataset_only.items() if value is not None]
+    if given:
+        raise TinyAudioError(f"{', '.join(given)} only apply to --dataset", hint="drop them for a manifest or folder")
+    if manifest is not None:
+        return EvalSource("manifest", str(manifest), **picking)
+    return EvalSource("folder", str(folder), **picking)
+
+
+def _progress(quiet: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("samples · {task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+    )
+
+
+def _on_progress(progress: Progress):
+    tasks: dict[int, TaskID] = {}
+
+    def update(event: EvalProgress) -> None:
+        if not tasks:  # started on the first event, so an early error prints nothing but itself
+            progress.start()
+        if event.model_index not in tasks:
+            label = f"[{event.model_index + 1}/{event.models}] {event.model}" if event.models > 1 else event.model
+            tasks[event.model_index] = progress.add_task(label, total=event.samples_total, status="")
+        if event.stage == "loading":
+            status = "loading the model"
+        elif event.stage == "done":
+            status = "scored"
+        else:
+            speed = event.audio_seconds / event.model_seconds if event.model_seconds else 0.0
+            status = f"{event.audio_seconds / 60:.1f} min audio · RTFx {speed:.1f}"
+        total = event.samples_total if event.stage != "done" else event.samples_done
+        progress.update(tasks[event.model_index], completed=event.samples_done, total=total, status=status)
+
+    return update
+
+
+# -- the results --------------------------------------------------------------------------------
+
+
+def show_report(report: EvalReport, out: Console) -> None:
+    source = report.source
+    where = "/".join(part for part in (source["config"], source["split"]) if part)
+    scoring = "normalised" if report.options.normalize else "raw text, not normalised"
+    title = " · ".join(part for part in ("tinyaudio eval", source["dataset"], where, scoring) if part)
+    table = Table(title=title, title_justify="left")
+    for column in ("model", "WER", "CER", "S", "D", "I", "scored", "failed", "RTFx"):
+        table.add_column(column, justify="left" if column == "model" else "right", overflow="fold")
+    for result in report.results:
+        score = result.score
+        table.add_row(
+            result.model,
+            f"{100 * score.wer:.2f}%",
+            f"{100 * score.cer:.2f}%",
+            str(score.substitutions),
+            str(score.deletions),
+            str(score.insertions),
+            str(len(score.samples)),
+            str(len(result.failed)),
+            f"{result.timing.rtfx:.1f}",
+        )
+    out.print(table)
+    for result in report.results:
+        timing = result.timing
+        out.print(
+            f"[dim]{result.model}: {timing.audio_seconds:.1f} s audio in {timing.model_seconds:.2f} s of model work "
+            f"on {result.device} ({result.dtype}); not timed: data {timing.data_seconds:.2f} s, "
+            f"model load {timing.load_seconds:.2f} s[/]",
+            highlight=False,
+        )
+    out.print(_by_duration(report))
+    out.print(_substitutions(report))
+    _show_failed(report, out)
+    if report.output_dir is not None:
+        out.print(f"results written to {report.output_dir}", highlight=False)
+
+
+def _by_duration(report: EvalReport) -> Table:
+    table = Table(title="WER by duration", title_justify="left")
+    table.add_column("duration")
+    labels = list(dict.fromkeys(b.label for r in report.results for b in r.score.by_duration))
+    cells = {label: [] for label in labels}
+    for result in report.results:
+        table.add_column(f"{result.model} (samples)", justify="right", overflow="fold")
+        found = {bucket.label: bucket for bucket in result.score.by_duration}
+        for label in labels:
+            bucket = found.get(label)
+            cells[label].append(f"{100 * bucket.wer:.2f}% ({bucket.samples})" if bucket else "-")
+    for label in labels:
+        table.add_row(label, *cells[label])
+    return table
+
+
+def _substitutions(report: EvalReport) -> Table:
+    """The most frequent substitutions, one column per model, most frequent first."""
+    table = Table(title="most frequent substitutions (reference → hypothesis × count)", title_justify="left")
+    columns = []
+    for result in report.results:
+        table.add_column(result.model, overflow="fold")
+        columns.append([f"{s.reference} → {s.hypothesis} × {s.count}" for s in result.score.top_substitutions])
+    rows = max(len(column) for column in columns)
+    for row in range(rows):
+        table.add_row(*(column[row] if row < len(column) else "" for column in columns))
+    if not rows:
+        table.add_row(*("(none)" for _ in columns))
+    return table
+
+
+def _show_failed(report: EvalReport, out: Console) -> None:
+    # Decoding failures belong to the data, so every model saw the same ones: list them once.
+    failed = report.results[0].failed
+    if not failed:
+        return
+    out.print(f"[red]{len(failed)} sample(s) could not be decoded and are excluded from WER and CER:[/]")
+    for outcome in failed[:FAILED_SHOWN]:
+        out.print(f"  [red]✗[/] {outcome.id}: {outcome.error}", highlight=False)
+    if len(failed) > FAILED_SHOWN:
+        out.print(f"  … and {len(failed) - FAILED_SHOWN} more (see summary.json)")
