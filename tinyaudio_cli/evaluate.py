@@ -337,28 +337,14 @@ def _unusable(sample: EvalSample) -> str | None:
 
 
 def _transcribe_short(model: TinyAudioModel, audios: list[np.ndarray], options: EvalOptions) -> list[Hypothesis]:
-    """Whole clips of up to 30 s, longest first so each batch pads little; results in input order."""
-    from .transcribe import token_budget
+    """Whole clips of up to 30 s, batched by length; results in input order."""
+    from .transcribe import guarded_text, token_budget
 
     settings = _transcribe_options(options)
-    order = sorted(range(len(audios)), key=lambda i: len(audios[i]), reverse=True)
-    results: list[Hypothesis | None] = [None] * len(audios)
-    for start in range(0, len(order), options.batch_size):
-        batch = order[start : start + options.batch_size]
-        # One budget per clip, as transcribe gives each region: a short clip stuck in a loop stops early.
-        budgets = [token_budget(model, len(audios[i]) / SAMPLE_RATE, settings) for i in batch]
-        token_ids = model.generate_ids([audios[i] for i in batch], options.mode, budgets)
-        for i, ids in zip(batch, token_ids, strict=True):
-            results[i] = _guarded(model, ids)
-    return results  # type: ignore[return-value]
-
-
-def _guarded(model: TinyAudioModel, token_ids: list[int]) -> Hypothesis:
-    """The hypothesis text after transcribe's repetition guard."""
-    from .transcribe import cut_repetition
-
-    kept, cut = cut_repetition([t for t in token_ids if t not in model.stop_ids])
-    return Hypothesis(model.decode_text(kept), cut, long_form=False)
+    # one budget per clip, as transcribe gives each region: a short clip stuck in a loop stops early
+    budgets = [token_budget(model, len(audio) / SAMPLE_RATE, settings) for audio in audios]
+    results = model.transcribe(audios, options.mode, options.batch_size, budgets)
+    return [Hypothesis(*guarded_text(model, result.token_ids), long_form=False) for result in results]
 
 
 def _transcribe_long(

@@ -96,6 +96,12 @@ def cut_repetition(token_ids: Sequence[int]) -> tuple[list[int], bool]:
     return ids, False
 
 
+def guarded_text(model: TinyAudioModel, token_ids: Sequence[int]) -> tuple[str, bool]:
+    """The text of generated ids after the repetition guard, and whether the guard cut anything."""
+    kept, cut = cut_repetition([t for t in token_ids if t not in model.stop_ids])
+    return model.decode_text(kept), cut
+
+
 def token_budget(model: TinyAudioModel, seconds: float, options: TranscribeOptions) -> int:
     if options.max_new_tokens:
         return options.max_new_tokens
@@ -166,9 +172,9 @@ def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: Transcri
         budgets = [token_budget(model, p.length / SAMPLE_RATE, options) for _, p, _ in chunk]
         ids = model.generate_from_frames([frames for _, _, frames in chunk], options.mode, budgets)
         for (file, placement, _), token_ids in zip(chunk, ids, strict=True):
-            kept, cut = cut_repetition([t for t in token_ids if t not in model.stop_ids])
+            text, cut = guarded_text(model, token_ids)
             region = placement.region
-            segments.append((file, Segment(0, region.start, region.end, model.decode_text(kept), token_ids, cut)))
+            segments.append((file, Segment(0, region.start, region.end, text, token_ids, cut)))
     return segments
 
 

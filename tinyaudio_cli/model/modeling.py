@@ -251,28 +251,31 @@ class TinyAudioModel(nn.Module):
         audios: Sequence[np.ndarray],
         mode: AttentionMode = DEFAULT_MODE,
         batch_size: int = 8,
-        max_new_tokens: int | None = None,
+        max_new_tokens: int | Sequence[int] | None = None,
         pack: bool = False,
     ) -> list[Transcription]:
         """One result per clip (≤30 s each); clips of similar length share a batch; input order kept.
+
+        `max_new_tokens` is one limit, or one per clip.
 
         With `pack`, several short clips share one 30 s encoder window (each decoded from its own
         frames, trimmed mode): far fewer encoder passes, but each clip's encoder context then holds
         its neighbours instead of silence, so results differ slightly from one clip per window.
         """
+        limits = per_clip(max_new_tokens or self.config.max_new_tokens, len(audios))
         if pack and mode == "trimmed":
-            return self._transcribe_packed(audios, batch_size, max_new_tokens)
+            return self._transcribe_packed(audios, batch_size, limits)
         order = sorted(range(len(audios)), key=lambda i: len(audios[i]), reverse=True)
         results: list[Transcription | None] = [None] * len(audios)
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            ids = self.generate_ids([audios[i] for i in batch], mode, max_new_tokens)
+            ids = self.generate_ids([audios[i] for i in batch], mode, [limits[i] for i in batch])
             for i, token_ids in zip(batch, ids, strict=True):
                 results[i] = Transcription(self.decode_text(token_ids), token_ids)
         return results  # type: ignore[return-value]
 
     def _transcribe_packed(
-        self, audios: Sequence[np.ndarray], batch_size: int, max_new_tokens: int | None
+        self, audios: Sequence[np.ndarray], batch_size: int, limits: list[int]
     ) -> list[Transcription]:
         windows = pack_clips([len(audio) for audio in audios], WINDOW_SAMPLES, self.samples_per_token)
         frames: dict[int, torch.Tensor] = {}
@@ -294,7 +297,7 @@ class TinyAudioModel(nn.Module):
         results: list[Transcription | None] = [None] * len(audios)
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            ids = self.generate_from_frames([frames[i] for i in batch], "trimmed", max_new_tokens)
+            ids = self.generate_from_frames([frames[i] for i in batch], "trimmed", [limits[i] for i in batch])
             for i, token_ids in zip(batch, ids, strict=True):
                 results[i] = Transcription(self.decode_text(token_ids), token_ids)
         return results  # type: ignore[return-value]
@@ -334,6 +337,13 @@ def build_prompt(tokenizer, config: TinyAudioConfig) -> Prompt:
         raise ValueError(f"the prompt must hold exactly one {AUDIO_TOKEN} token: {text!r}")
     split = ids.index(audio_id)
     return Prompt(prefix=ids[:split], suffix=ids[split + 1 :])
+
+
+def per_clip(limit: int | Sequence[int], count: int) -> list[int]:
+    limits = [limit] * count if isinstance(limit, int) else list(limit)
+    if len(limits) != count:
+        raise ValueError(f"{len(limits)} token limits for {count} clips")
+    return limits
 
 
 def pack_clips(lengths: Sequence[int], window: int, align: int) -> list[list[tuple[int, int]]]:
