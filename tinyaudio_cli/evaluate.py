@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 Item = TypeVar("Item")
 SourceKind = Literal["dataset", "manifest", "folder"]
 
+BASELINE_PREFIX = "whisper:"  # a plain Whisper model with its own decoder, scored as a baseline
 SUMMARY_NAME = "summary.json"
 PREDICTIONS_NAME = "predictions.jsonl"
 PLOT_NAME = "wer_by_duration.png"
@@ -262,7 +263,12 @@ def evaluate_model(
     first = next(chunks, [])  # open the source first: a missing dataset should not cost a model load
     report("loading")
     started = time.perf_counter()
-    model = load_model(name, device=options.device, dtype=options.dtype)
+    if name.startswith(BASELINE_PREFIX):
+        from .baseline import WhisperBaseline
+
+        model = WhisperBaseline(name, device=options.device, dtype=options.dtype)
+    else:
+        model = load_model(name, device=options.device, dtype=options.dtype)
     timing.load_seconds = time.perf_counter() - started
     try:
         _warm_up(model, first, options)
@@ -314,7 +320,8 @@ def _run_chunk(
 ) -> list[SampleOutcome]:
     outcomes = [SampleOutcome(s.id, s.text, s.duration, error=_unusable(s)) for s in chunk]
     usable = [i for i, outcome in enumerate(outcomes) if outcome.error is None]
-    short = [i for i in usable if len(chunk[i].audio) <= WINDOW_SAMPLES]  # type: ignore[arg-type]
+    whole = getattr(model, "handles_long_clips", False)  # the Whisper baseline decodes long clips itself
+    short = [i for i in usable if whole or len(chunk[i].audio) <= WINDOW_SAMPLES]  # type: ignore[arg-type]
     long = sorted(set(usable) - set(short))
     started = time.perf_counter()
     hypotheses: list[Hypothesis | str] = list(_transcribe_short(model, [chunk[i].audio for i in short], options))

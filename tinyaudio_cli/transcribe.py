@@ -103,6 +103,7 @@ def guarded_text(model: TinyAudioModel, token_ids: Sequence[int]) -> tuple[str, 
 
 
 def token_budget(model: TinyAudioModel, seconds: float, options: TranscribeOptions) -> int:
+    """Tokens a segment may take: the user's limit, else enough for fast speech, at most the model's limit."""
     if options.max_new_tokens:
         return options.max_new_tokens
     return min(model.config.max_new_tokens, TOKEN_BUDGET_FLOOR + math.ceil(seconds * TOKENS_PER_SECOND_LIMIT))
