@@ -212,3 +212,22 @@ def test_regions_are_packed_into_full_windows_without_pauses(model, long_speech,
                 assert abs(len(expected) - len(got)) <= 1
                 n = min(len(expected), len(got))
                 assert abs(got[:n] - expected[:n]).max() < 1e-3
+
+
+def test_out_of_memory_halves_the_batch_and_retries():
+    import torch
+
+    from tinyaudio_cli.transcribe import with_backoff
+
+    calls, splits = [], []
+
+    def decode(batch):  # fits at most 3 items, as an accelerator with little free memory would
+        calls.append(len(batch))
+        if len(batch) > 3:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return [item * 10 for item in batch]
+
+    assert with_backoff(decode, list(range(10)), splits.append) == [i * 10 for i in range(10)]
+    assert calls[0] == 10 and max(calls[1:]) <= 5 and splits[0] == 5
+    with pytest.raises(torch.OutOfMemoryError):
+        with_backoff(lambda batch: decode(batch * 4), [1])

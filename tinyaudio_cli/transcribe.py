@@ -179,6 +179,20 @@ def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: Transcri
     return segments
 
 
+def with_backoff(decode: Callable[[list], list], batch: list, on_split: Callable[[int], None] = lambda _: None) -> list:
+    """decode(batch), halving the batch and retrying whenever the accelerator runs out of memory."""
+    try:
+        return decode(batch)
+    except torch.OutOfMemoryError:
+        if len(batch) == 1:
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = len(batch) // 2
+        on_split(half)
+        return with_backoff(decode, batch[:half], on_split) + with_backoff(decode, batch[half:], on_split)
+
+
 def transcribe_files(
     model: TinyAudioModel, paths: Sequence[Path], options: TranscribeOptions | None = None
 ) -> Iterator[FileResult]:
@@ -195,6 +209,11 @@ def transcribe_files(
     producer.start()
     pending: dict[int, _Pending] = {}
     batch: list[EncoderWindow] = []
+    batch_size = options.batch_size
+
+    def smaller(size: int) -> None:
+        nonlocal batch_size
+        batch_size = min(batch_size, size)  # later batches start at the size that fitted
 
     def finished() -> Iterator[FileResult]:
         for file in [f for f, state in pending.items() if state.duration is not None and state.windows_left == 0]:
@@ -204,7 +223,7 @@ def transcribe_files(
         if batch:
             started = time.perf_counter()
             with torch.inference_mode():
-                decoded = _decode(model, batch, options)
+                decoded = with_backoff(lambda windows: _decode(model, windows, options), batch, smaller)
             elapsed = time.perf_counter() - started
             for window in batch:
                 pending[window.file].windows_left -= 1
@@ -221,7 +240,7 @@ def transcribe_files(
             if kind == "window":
                 state.windows_left += 1
                 batch.append(payload)
-                if len(batch) >= options.batch_size:
+                if len(batch) >= batch_size:
                     yield from flush()
             elif kind == "done":
                 state.duration = payload
