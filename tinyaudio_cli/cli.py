@@ -82,4 +82,4 @@ def main() -> None:
 
 
 # Each command lives in its own module and registers itself on `app`; the import order is the help order.
-from . import cli_eval, cli_info, cli_transcribe  # noqa: E402, F401
+from . import cli_download, cli_eval, cli_export, cli_info, cli_transcribe  # noqa: E402, F401

@@ -1,0 +1,167 @@
+"""`tinyaudio download`: fetch a model (checkpoint and bases) or an eval split for offline use, and say what came."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.filesize import decimal
+from rich.table import Table
+
+from .cli import QuietOption, app, console, fail
+from .defaults import BASES_ENV, DEFAULT_MODEL, MODEL_ENV
+from .errors import TinyAudioError
+
+if TYPE_CHECKING:
+    from .hub import DownloadPlan
+
+HUB_PANEL, FILES_PANEL, DATASET_PANEL = "Hub", "Files", "Dataset"
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help="Hugging Face token for private, gated or pushed-to repos (default: HF_TOKEN or the saved login).",
+        rich_help_panel=HUB_PANEL,
+    ),
+]
+
+
+@app.command()
+def download(
+    model: Annotated[
+        str | None,
+        typer.Argument(
+            help=f"Checkpoint: Hub id, or a local checkpoint whose bases to fetch. [default: {DEFAULT_MODEL}]",
+            envvar=MODEL_ENV,
+            show_default=False,
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            "--dataset",
+            help="Fetch an eval set instead: a registry name (e.g. loquacious) or a Hub id.",
+            rich_help_panel=DATASET_PANEL,
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option("--split", help="Split of --dataset (default: the registry's).", rich_help_panel=DATASET_PANEL),
+    ] = None,
+    config: Annotated[
+        str | None,
+        typer.Option("--config", help="Config of --dataset (default: the registry's).", rich_help_panel=DATASET_PANEL),
+    ] = None,
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            "--revision", help="Branch, tag or commit of the checkpoint (or dataset).", rich_help_panel=HUB_PANEL
+        ),
+    ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include", help="Only files matching this glob, in every repo; repeatable.", rich_help_panel=FILES_PANEL
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option("--exclude", help="Skip files matching this glob; repeatable.", rich_help_panel=FILES_PANEL),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir", help="Hub cache to fill (default: HF_HUB_CACHE, under HF_HOME).", rich_help_panel=FILES_PANEL
+        ),
+    ] = None,
+    local_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--local-dir",
+            help="Plain folder instead of the cache: the checkpoint there, each base under bases/.",
+            rich_help_panel=FILES_PANEL,
+        ),
+    ] = None,
+    token: TokenOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the files and their total size; fetch nothing.")
+    ] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Fetch a model, or one split of an eval set, so that transcribe and eval work offline (HF_HUB_OFFLINE=1).
+
+    For a model: the checkpoint repo and, of its base repos, what tinyaudio reads: the Whisper weights, configs,
+    feature extractor and normalizer; the LM's weights, config and tokenizer. Files already there are not fetched
+    again, and an interrupted download picks up where it stopped. On success the checkpoint's folder is printed.
+
+    [bold]Examples[/]
+
+      tinyaudio download
+
+      tinyaudio download mazesmazes/tiny-audio --dry-run
+
+      tinyaudio download my-org/my-asr --revision v2 --token hf_xxx
+
+      tinyaudio download --dataset loquacious --split test --config medium
+    """
+    from huggingface_hub.utils import disable_progress_bars
+
+    from .hub import download_dataset, download_model
+
+    if dataset and model:
+        raise fail(TinyAudioError("name a model or --dataset, not both"))
+    if quiet:
+        disable_progress_bars()
+    options = dict(
+        revision=revision,
+        include=include or [],
+        exclude=exclude or [],
+        cache_dir=cache_dir,
+        local_dir=local_dir,
+        token=token,
+        dry_run=dry_run,
+    )
+    try:
+        if dataset:
+            plan = download_dataset(dataset, split=split, config=config, **options)
+        else:
+            plan = download_model(model or DEFAULT_MODEL, **options)
+    except TinyAudioError as error:
+        raise fail(error) from None
+    stdout = Console(highlight=False, soft_wrap=True)
+    if dry_run:
+        show_listing(plan, stdout)
+        return
+    if not quiet:
+        show_summary(plan)
+    if plan.repos and plan.repos[0].location is not None:
+        stdout.print(str(plan.repos[0].location))
+
+
+def show_listing(plan: DownloadPlan, out: Console) -> None:
+    """--dry-run: each repository, its files with their sizes and whether they are here already, the totals."""
+    table = Table("file", "size", "status", title="tinyaudio download --dry-run", title_justify="left")
+    for repo in plan.repos:
+        table.add_row(f"[bold]{repo.repo_id}[/] ({repo.role}, {repo.commit[:8]})", decimal(repo.size), "")
+        for file in repo.files:
+            table.add_row(f"  {file.path}", decimal(file.size), "cached" if file.cached else "to fetch")
+    out.print(table)
+    out.print(f"{plan.file_count} files, {decimal(plan.size)} in total, {decimal(plan.fetch_size)} to fetch")
+    show_skipped(plan, out)
+
+
+def show_summary(plan: DownloadPlan) -> None:
+    table = Table("repository", "role", "commit", "files", "size", title="tinyaudio download", title_justify="left")
+    for repo in plan.repos:
+        table.add_row(repo.repo_id, repo.role, repo.commit[:8], str(len(repo.files)), decimal(repo.size))
+    console.print(table)
+    show_skipped(plan, console)
+    if plan.bases_env:
+        console.print(f"[dim]to load from this folder: export {BASES_ENV}={plan.bases_env}[/]", highlight=False)
+
+
+def show_skipped(plan: DownloadPlan, out: Console) -> None:
+    for name, why in plan.skipped.items():
+        out.print(f"[dim]{name}: {why}, nothing to fetch[/]", highlight=False)
