@@ -180,6 +180,42 @@ def test_cached_hub_snapshot_is_read_offline(loquacious: dict, tmp_path: Path) -
         list(iter_hub_dataset(DATASETS["loquacious"], config="large", cache_dir=tmp_path))
 
 
+PARTIAL_CARD = """---
+configs:
+- config_name: medium
+  data_files:
+  - split: train
+    path: data/medium/train/*.parquet
+  - split: dev
+    path: data/dev/*.parquet
+  - split: test
+    path: data/test/*.parquet
+---
+# A snapshot holding one split, as `tinyaudio download --split test` leaves it
+"""
+
+
+def test_snapshot_with_only_the_downloaded_split(loquacious: dict, tmp_path: Path) -> None:
+    """The card declares train, dev and test but only test's files are there: test reads offline, and dev
+    (absent here, and the Hub unreachable) names the download command instead of failing inside datasets."""
+    repo = tmp_path / "datasets--speechbrain--LoquaciousSet"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("4567cdef")
+    snapshot = repo / "snapshots" / "4567cdef"
+    shutil.copytree(loquacious["root"] / "test", snapshot / "data" / "test")
+    (snapshot / "README.md").write_text(PARTIAL_CARD)
+
+    spec = DATASETS["loquacious"]
+    samples = list(iter_hub_dataset(spec, config="medium", split="test", cache_dir=tmp_path))
+    assert [sample.id for sample in samples] == ["utt-1", "utt-2", "utt-3", "utt-broken"]
+    assert by_id(samples)["utt-1"].error is None
+    with pytest.raises(TinyAudioError) as caught:
+        list(iter_hub_dataset(spec, config="medium", split="dev", cache_dir=tmp_path))
+    assert "not cached" in caught.value.message and "lacks it" in caught.value.message
+    assert "'dev'" in caught.value.message
+    assert "tinyaudio download --dataset loquacious --split dev --config medium" in caught.value.hint
+
+
 def test_uncached_hub_dataset_names_the_download_command(tmp_path: Path) -> None:
     with pytest.raises(TinyAudioError) as caught:
         list(iter_hub_dataset(DATASETS["loquacious"], cache_dir=tmp_path))

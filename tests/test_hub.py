@@ -330,11 +330,6 @@ def test_dataset_download_fetches_one_split_where_eval_looks(online, hub):
     assert cached_snapshot(LOQUACIOUS, cache_dir=cache) is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TinyAudioError,
-    reason="evaldata loads a snapshot with README configs through `datasets`, which needs every split's files",
-)
 def test_downloaded_split_is_read_offline(online):
     cache = online["home"] / "hub"
     samples = list(iter_hub_dataset(DATASETS["loquacious"], split="test", cache_dir=cache))

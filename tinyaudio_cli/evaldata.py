@@ -337,7 +337,8 @@ def _load_from_hub(
     except ConnectionError as error:
         raise TinyAudioError(
             f"Dataset {where} is not cached and the Hugging Face Hub cannot be reached{snapshot_problem}",
-            hint=f"run `tinyaudio download --dataset {spec.name}` while online, then evaluate again",
+            hint=f"run `tinyaudio download --dataset {spec.name} --split {split}"
+            f"{f' --config {config}' if config else ''}` while online, then evaluate again",
         ) from error
     except DatasetNotFoundError as error:
         raise TinyAudioError(
@@ -351,35 +352,95 @@ def _load_from_hub(
 def _load_local(root: Path, config: str | None, split: str, streaming: bool) -> AnyDataset:
     """A local dataset through the same `datasets` streaming path as a Hub one.
 
-    A folder whose README.md declares configs (a Hub snapshot) is loaded as the Hub would load it.
-    Otherwise the split's Parquet files are found by name, since `datasets`' own guessing would
-    rename a "dev" folder to "validation": `<split>/**.parquet`, then `**/<split>[-_.]*.parquet`,
-    then, for a flat folder or a single file, every Parquet file given.
+    A folder whose README.md declares configs (a Hub snapshot) is read as the card lays it out: the
+    config's split is the files present that match the card's data_files patterns for it, so a
+    snapshot holding only that split (what `tinyaudio download --split` fetches) loads, and one
+    without it says so. Otherwise the split's Parquet files are found by name, since `datasets`' own
+    guessing would rename a "dev" folder to "validation": `<split>/**.parquet`, then
+    `**/<split>[-_.]*.parquet`, then, for a flat folder or a single file, every Parquet file given.
     """
     import datasets
 
+    card = root / CARD_NAME
+    patterns = card_split_patterns(card.read_text(encoding="utf-8"), config, split) if card.is_file() else None
+    files = _card_split_files(root, patterns, config, split) if patterns is not None else _split_files(root, split)
+    builder, options = _builder_for(files, root)
     try:
-        if root.is_dir() and _card_declares_configs(root / CARD_NAME):
-            return datasets.load_dataset(str(root), config, split=split, streaming=streaming)
-        files = _split_files(root, split)
-        return datasets.load_dataset("parquet", data_files={split: files}, split=split, streaming=streaming)
+        return datasets.load_dataset(builder, data_files={split: files}, split=split, streaming=streaming, **options)
     except (ValueError, FileNotFoundError) as error:
         raise TinyAudioError(f"Cannot load split {split!r} from {root}: {error}") from error
 
 
-def _card_declares_configs(card: Path) -> bool:
-    if not card.is_file():
-        return False
-    import yaml
+def card_split_patterns(card: str, config: str | None, split: str) -> list[str] | None:
+    """The data_files patterns a dataset card declares for a config's split; None when it declares no configs.
 
-    text = card.read_text(encoding="utf-8")
-    if not text.startswith("---"):
-        return False
-    try:
-        metadata = yaml.safe_load(text.split("---", 2)[1])
-    except (yaml.YAMLError, IndexError):
-        return False
-    return isinstance(metadata, dict) and bool(metadata.get("configs"))
+    With no config asked for, the config the card marks `default` is used, else its first one.
+    """
+    from huggingface_hub.repocard import RepoCard
+
+    configs = RepoCard(card, ignore_metadata_errors=True).data.to_dict().get("configs")
+    if not configs:
+        return None
+    names = [entry.get("config_name", "default") for entry in configs]
+    if config is None:
+        chosen = next((entry for entry in configs if entry.get("default")), configs[0])
+    elif config in names:
+        chosen = configs[names.index(config)]
+    else:
+        raise TinyAudioError(
+            f"the dataset card declares no config {config!r}", hint=f"choose one of: {', '.join(names)}"
+        )
+    by_split = _data_files_by_split(chosen.get("data_files", []))
+    if split not in by_split:
+        raise TinyAudioError(
+            f"config {chosen.get('config_name', 'default')!r} has no split {split!r}",
+            hint=f"choose one of: {', '.join(by_split)}",
+        )
+    return by_split[split]
+
+
+def _data_files_by_split(data_files: Any) -> dict[str, list[str]]:
+    """The shapes `data_files` takes in a card: a pattern, a list of them (all "train"), or per split."""
+
+    def as_list(value: Any) -> list[str]:
+        return [value] if isinstance(value, str) else list(value)
+
+    if isinstance(data_files, dict):
+        return {split: as_list(value) for split, value in data_files.items()}
+    if isinstance(data_files, str) or all(isinstance(entry, str) for entry in data_files):
+        return {"train": as_list(data_files)}
+    return {entry["split"]: as_list(entry["path"]) for entry in data_files}
+
+
+def _card_split_files(root: Path, patterns: list[str], config: str | None, split: str) -> list[str]:
+    """The files under `root` that the card's patterns for a split match, as `datasets` globs them."""
+    from datasets.data_files import resolve_pattern
+
+    files: list[str] = []
+    for pattern in patterns:
+        try:
+            files += resolve_pattern(pattern, base_path=str(root))
+        except FileNotFoundError:  # this pattern matches nothing here; another may
+            continue
+    if not files:
+        where = f"split {split!r}" + (f" of config {config!r}" if config else "")
+        raise TinyAudioError(
+            f"{root} holds no files of {where} (its card looks for {', '.join(patterns)})",
+            hint="download that split (tinyaudio download --dataset NAME --split SPLIT) or choose another",
+        )
+    return list(dict.fromkeys(files))
+
+
+def _builder_for(files: list[str], root: Path) -> tuple[str, dict[str, Any]]:
+    """The `datasets` builder (and its options) for data files, by their extension; Parquet by default."""
+    if all(file.endswith(DATA_FILE_SUFFIX) for file in files):
+        return "parquet", {}
+    from datasets.load import infer_module_for_data_files_list
+
+    builder, options = infer_module_for_data_files_list(files)
+    if builder is None:
+        raise TinyAudioError(f"{root} holds data files of a format datasets does not read: {files[0]}")
+    return builder, options
 
 
 def _split_files(root: Path, split: str) -> list[str]:

@@ -449,7 +449,7 @@ def split_paths(paths: list[str], card: str | None, config: str | None, split: s
     """The data files of one config's split: by the card's `configs` data_files when it declares them, else by
     a folder named after the split or a file named `<split>-*` / `<split>_*` / `<split>.*` (inside a folder
     named after the config, when there is one)."""
-    from .evaldata import DATA_FILE_SUFFIX
+    from .evaldata import DATA_FILE_SUFFIX, card_split_patterns
 
     patterns = card_split_patterns(card, config, split) if card else None
     if patterns is not None:
@@ -460,44 +460,6 @@ def split_paths(paths: list[str], card: str | None, config: str | None, split: s
     in_folder = [path for path in data if split in PurePosixPath(path).parts[:-1]]
     named = [path for path in data if re.match(rf"{re.escape(split)}[-_.]", PurePosixPath(path).name)]
     return in_folder or named
-
-
-def card_split_patterns(card: str, config: str | None, split: str) -> list[str] | None:
-    """The data_files patterns a dataset card declares for a config's split; None when it declares no configs."""
-    from huggingface_hub.repocard import RepoCard
-
-    configs = RepoCard(card, ignore_metadata_errors=True).data.to_dict().get("configs")
-    if not configs:
-        return None
-    names = [entry.get("config_name", "default") for entry in configs]
-    if config is None:
-        chosen = next((entry for entry in configs if entry.get("default")), configs[0])
-    elif config in names:
-        chosen = configs[names.index(config)]
-    else:
-        raise TinyAudioError(
-            f"the dataset card declares no config {config!r}", hint=f"choose one of: {', '.join(names)}"
-        )
-    by_split = _data_files_by_split(chosen.get("data_files", []))
-    if split not in by_split:
-        raise TinyAudioError(
-            f"config {chosen.get('config_name', 'default')!r} has no split {split!r}",
-            hint=f"choose one of: {', '.join(by_split)}",
-        )
-    return by_split[split]
-
-
-def _data_files_by_split(data_files: Any) -> dict[str, list[str]]:
-    """The shapes `data_files` takes in a card: a pattern, a list of them (all "train"), or per split."""
-
-    def as_list(value: Any) -> list[str]:
-        return [value] if isinstance(value, str) else list(value)
-
-    if isinstance(data_files, dict):
-        return {split: as_list(value) for split, value in data_files.items()}
-    if isinstance(data_files, str) or all(isinstance(entry, str) for entry in data_files):
-        return {"train": as_list(data_files)}
-    return {entry["split"]: as_list(entry["path"]) for entry in data_files}
 
 
 # -- the exported code --------------------------------------------------------------------------
