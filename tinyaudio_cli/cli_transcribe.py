@@ -29,7 +29,6 @@ from .cli import (
 )
 from .defaults import DEFAULT_MODEL
 from .errors import TinyAudioError
-from .vad import VadOptions
 from .writers import SubtitleOptions, expand_formats, plan_outputs, write_outputs, write_to_stream
 
 STDOUT = "-"
@@ -199,6 +198,7 @@ def run_transcribe(
     if todo:
         from .model import load_model
         from .transcribe import TranscribeOptions, transcribe_files
+        from .vad import VadOptions
 
         quiet_transformers()
 
