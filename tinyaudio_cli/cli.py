@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Annotated
 
 import typer
@@ -52,6 +53,14 @@ MaxNewTokensOption = Annotated[
         rich_help_panel=MODEL_PANEL,
     ),
 ]
+ReferenceModeOption = Annotated[
+    bool,
+    typer.Option(
+        "--reference-mode",
+        help="Attend to the whole 30 s window, padding included, as the reference implementation does.",
+        rich_help_panel=MODEL_PANEL,
+    ),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary, errors only.")]
 
 
@@ -77,9 +86,20 @@ def main_callback(
     """tinyaudio: LLM-based speech recognition from the command line."""
 
 
+def unwrap(doc: str) -> str:
+    """Join a docstring's hard-wrapped lines: rich help would otherwise keep every line break.
+    Indented lines (the examples) stay as they are."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(p if p.startswith(" ") else " ".join(p.split("\n")) for p in paragraphs)
+
+
 def main() -> None:
     app()
 
 
 # Each command lives in its own module and registers itself on `app`; the import order is the help order.
-from . import cli_download, cli_eval, cli_export, cli_info, cli_transcribe  # noqa: E402, F401
+from . import cli_download, cli_eval, cli_export, cli_info, cli_train, cli_transcribe  # noqa: E402, F401
+
+for _command in app.registered_commands:
+    if _command.help is None and _command.callback is not None and _command.callback.__doc__:
+        _command.help = unwrap(_command.callback.__doc__)

@@ -20,6 +20,7 @@ from .cli import (
     DtypeOption,
     MaxNewTokensOption,
     QuietOption,
+    ReferenceModeOption,
     app,
     console,
     fail,
@@ -116,14 +117,7 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
-    reference_mode: Annotated[
-        bool,
-        typer.Option(
-            "--reference-mode",
-            help="Attend to the whole 30 s window, padding included, as the reference implementation does.",
-            rich_help_panel=MODEL_PANEL,
-        ),
-    ] = False,
+    reference_mode: ReferenceModeOption = False,
     max_new_tokens: MaxNewTokensOption = None,
     output_dir: Annotated[
         Path | None,

@@ -15,7 +15,6 @@ from rich.table import Table
 from .audio import find_media
 from .cli import (
     INPUT_PANEL,
-    MODEL_PANEL,
     OUTPUT_PANEL,
     BatchSizeOption,
     DeviceOption,
@@ -23,6 +22,7 @@ from .cli import (
     MaxNewTokensOption,
     ModelOption,
     QuietOption,
+    ReferenceModeOption,
     app,
     console,
     fail,
@@ -98,14 +98,7 @@ def transcribe(
         ),
     ] = False,
     model: ModelOption = DEFAULT_MODEL,
-    reference_mode: Annotated[
-        bool,
-        typer.Option(
-            "--reference-mode",
-            help="Attend to the whole 30 s window, padding included, as the reference implementation does.",
-            rich_help_panel=MODEL_PANEL,
-        ),
-    ] = False,
+    reference_mode: ReferenceModeOption = False,
     max_new_tokens: MaxNewTokensOption = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
