@@ -47,6 +47,9 @@ HUB_PATTERNS: dict[str, list[str]] = {
     ],
     "text": ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt"],
 }
+# checkpoints that ship inside the package, by short name (their bases still come from the Hub or TINYAUDIO_BASES)
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+BUNDLED_MODELS = {"tiny-en": BUNDLED_DIR / "tiny-en"}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -71,7 +74,10 @@ def resolve_model_dir(
     bases: Mapping[str, str | Path] | None = None,
     revision: str | None = None,
 ) -> Path:
-    """A local folder for a model: given as a folder, mapped as a base, or from the Hub (cache first)."""
+    """A local folder for a model: a checkpoint shipped with tinyaudio by its short name, a folder, a base
+    id mapped to a folder, or a Hub id (the cache first)."""
+    if name_or_path in BUNDLED_MODELS:
+        return BUNDLED_MODELS[name_or_path]
     mapping = {**parse_bases(os.environ.get(BASES_ENV)), **{k: Path(v) for k, v in (bases or {}).items()}}
     if name_or_path in mapping:
         folder = mapping[name_or_path]
