@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from . import distributed
 from .cli import (
     INPUT_PANEL,
     MODEL_PANEL,
@@ -186,6 +187,8 @@ def eval_command(
             warmup_batches=warmup_batches,
         )
         quiet_transformers()
+        main = distributed.is_main()  # under torchrun, rank 0 shows progress and the merged results
+        quiet = quiet or not main
         progress = _progress(quiet)
         try:
             report = run_evaluation(models or [DEFAULT_MODEL], source, options, output_dir, _on_progress(progress))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from . import distributed
 from .audio import find_media
 from .cli import (
     INPUT_PANEL,
@@ -175,6 +177,9 @@ def run_transcribe(
     quiet: bool,
     console: Console,
 ) -> int:
+    """Transcribe, write, summarise; the exit code. Under torchrun every rank plans the same outputs, takes
+    its share of the files still to do (balanced by file size, a cheap stand-in for duration that needs no
+    probing), writes its own outputs; rank 0 prints the merged summary and every rank returns its exit code."""
     formats = expand_formats(formats)
     subtitle_options = SubtitleOptions(*subtitle)
     to_stdout = output_dir == STDOUT
@@ -182,56 +187,115 @@ def run_transcribe(
         raise TinyAudioError("-o - writes one format to stdout", hint="choose exactly one --format")
     pairs = collect_inputs(inputs, extensions)
     plans = {} if to_stdout else plan_outputs(pairs, formats, Path(output_dir) if output_dir else None)
-    todo = [media for media, _ in pairs] if to_stdout else list(plans)
-    skipped = [] if overwrite or to_stdout else [m for m in todo if all(p.exists() for p in plans[m].values())]
-    todo = [media for media in todo if media not in skipped]
-
-    failed: list[tuple[Path, str]] = []
-    done, audio_seconds = 0, 0.0
-    if todo:
-        from .model import load_model
-        from .transcribe import TranscribeOptions, transcribe_files
-        from .vad import VadOptions
-
-        quiet_transformers()
-
-        if not quiet:
-            console.print(f"loading {model_name} …", highlight=False)
-        model = load_model(model_name, device=device, dtype=dtype)
-        options = TranscribeOptions(
-            mode=mode,  # type: ignore[arg-type]
-            batch_size=batch_size,
-            max_new_tokens=max_new_tokens,
-            vad=VadOptions() if vad else None,
+    rank, ranks, _ = distributed.world()
+    device = distributed.init(device)
+    try:
+        todo = [media for media, _ in pairs] if to_stdout else list(plans)
+        skipped = [] if overwrite or to_stdout else [m for m in todo if all(p.exists() for p in plans[m].values())]
+        # rank 0's view of what is done, before any rank writes: another rank planning late could see its outputs
+        skipped = distributed.broadcast(skipped)
+        todo = [media for media in todo if media not in skipped]
+        mine = distributed.shard_by_weight(todo, [_size(m) for m in todo], rank, ranks) if ranks > 1 else todo
+        settings = {
+            "model_name": model_name,
+            "mode": mode,
+            "max_new_tokens": max_new_tokens,
+            "vad": vad,
+            "device": device,
+            "dtype": dtype,
+            "batch_size": batch_size,
+        }
+        quiet_here = quiet or rank != 0  # progress and per-file lines from rank 0 only
+        done, failed, streamed = _transcribe_share(
+            mine, formats, plans, subtitle_options, to_stdout, ranks, settings, quiet_here, console
         )
-        started = time.perf_counter()
-        with _progress(console, quiet) as progress:
-            task = progress.add_task("transcribing", total=len(todo), audio="")
-            for result in transcribe_files(model, todo, options):
-                if result.error or result.transcript is None:
-                    failed.append((result.path, result.error or "unknown error"))
-                    if not quiet:
-                        progress.console.print(f"[red]failed[/] {result.path}: {result.error}", highlight=False)
-                else:
-                    try:
-                        if to_stdout:
-                            write_to_stream(result.transcript, formats[0], sys.stdout, subtitle_options)
-                            sys.stdout.flush()
-                        else:
-                            write_outputs(result.transcript, plans[result.path], subtitle_options)
-                        done += 1
-                        audio_seconds += result.transcript.duration
-                    except TinyAudioError as error:
-                        failed.append((result.path, error.message))
-                elapsed = time.perf_counter() - started
-                rtf = elapsed / audio_seconds if audio_seconds else 0.0
-                progress.update(task, advance=1, audio=f"{audio_seconds / 3600:.2f} h audio · RTF {rtf:.3f}")
-    if not quiet:
+        if ranks > 1:
+            shares = distributed.gather((done, failed, streamed))
+            done = sum(share[0] for share in shares)
+            failed_at = {path: reason for share in shares for path, reason in share[1]}
+            failed = [(path, failed_at[path]) for path in todo if path in failed_at]
+            if rank == 0 and to_stdout:  # one stream, in input order, as one process writes it
+                texts = {path: text for share in shares for path, text in share[2].items()}
+                sys.stdout.write("".join(texts[path] for path in todo if path in texts))
+                sys.stdout.flush()
+    finally:
+        distributed.close()
+    if rank == 0 and not quiet:
         _summary(console, done, skipped, failed)
-    elif failed:
+    elif rank == 0 and failed:
         for path, reason in failed:
             console.print(f"[red]failed[/] {path}: {reason}", highlight=False)
     return 1 if failed else 0
+
+
+def _size(path: Path) -> float:
+    try:
+        return float(path.stat().st_size)
+    except OSError:
+        return 0.0
+
+
+def _transcribe_share(
+    todo: list[Path],
+    formats: list[str],
+    plans: dict[Path, dict[str, Path]],
+    subtitle_options: SubtitleOptions,
+    to_stdout: bool,
+    ranks: int,
+    settings: dict,
+    quiet: bool,
+    console: Console,
+) -> tuple[int, list[tuple[Path, str]], dict[Path, str]]:
+    """This process's files: (files done, (file, reason) for each failure, text held back for stdout).
+    With several ranks, stdout text is held back so that rank 0 can write all of it in input order.
+    `settings`: model_name, mode, max_new_tokens, vad, device, dtype, batch_size."""
+    failed: list[tuple[Path, str]] = []
+    streamed: dict[Path, str] = {}
+    done, audio_seconds = 0, 0.0
+    if not todo:
+        return done, failed, streamed
+    from .model import load_model
+    from .transcribe import TranscribeOptions, transcribe_files
+    from .vad import VadOptions
+
+    quiet_transformers()
+
+    if not quiet:
+        console.print(f"loading {settings['model_name']} …", highlight=False)
+    model = load_model(settings["model_name"], device=settings["device"], dtype=settings["dtype"])
+    options = TranscribeOptions(
+        mode=settings["mode"],
+        batch_size=settings["batch_size"],
+        max_new_tokens=settings["max_new_tokens"],
+        vad=VadOptions() if settings["vad"] else None,
+    )
+    started = time.perf_counter()
+    with _progress(console, quiet) as progress:
+        task = progress.add_task("transcribing", total=len(todo), audio="")
+        for result in transcribe_files(model, todo, options):
+            if result.error or result.transcript is None:
+                failed.append((result.path, result.error or "unknown error"))
+                if not quiet:
+                    progress.console.print(f"[red]failed[/] {result.path}: {result.error}", highlight=False)
+            else:
+                try:
+                    if to_stdout and ranks > 1:
+                        buffer = io.StringIO()
+                        write_to_stream(result.transcript, formats[0], buffer, subtitle_options)
+                        streamed[result.path] = buffer.getvalue()
+                    elif to_stdout:
+                        write_to_stream(result.transcript, formats[0], sys.stdout, subtitle_options)
+                        sys.stdout.flush()
+                    else:
+                        write_outputs(result.transcript, plans[result.path], subtitle_options)
+                    done += 1
+                    audio_seconds += result.transcript.duration
+                except TinyAudioError as error:
+                    failed.append((result.path, error.message))
+            elapsed = time.perf_counter() - started
+            rtf = elapsed / audio_seconds if audio_seconds else 0.0
+            progress.update(task, advance=1, audio=f"{audio_seconds / 3600:.2f} h audio · RTF {rtf:.3f}")
+    return done, failed, streamed
 
 
 def quiet_transformers() -> None:

@@ -20,14 +20,14 @@ import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from . import __version__
+from . import __version__, distributed
 from .audio import SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS
 from .errors import TinyAudioError
 from .evaldata import DatasetSpec, EvalSample, iter_folder, iter_hub_dataset, iter_manifest, resolve_dataset
@@ -57,6 +57,12 @@ TIMING_NOTE = (
     "and detokenisation; data (dataset reading, audio decoding), model loading, warm-up and, for clips over "
     "30 s, voice activity detection are excluded"
 )
+RANKS_NOTE = (
+    "under torchrun each rank ran a share of the samples at once: audio_seconds is their sum, model, data and "
+    "load seconds the longest rank's, so RTFx is the whole job's"
+)
+# A sample's weight when samples are shared between ranks: its duration plus a fixed cost per sample.
+SAMPLE_OVERHEAD_SECONDS = 0.5
 FAILED_NOTE = "samples whose audio could not be decoded are listed here and excluded from WER and CER"
 VERSION_PACKAGES = ("torch", "transformers", "datasets", "jiwer", "whisper-normalizer")
 SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -163,6 +169,7 @@ class ModelResult:
     outcomes: list[SampleOutcome]
     timing: Timing
     output_dir: Path | None = None
+    ranks: int = 1  # torchrun processes that shared the samples
 
     @property
     def failed(self) -> list[SampleOutcome]:
@@ -214,26 +221,46 @@ def run_evaluation(
     on_progress: ProgressCallback | None = None,
 ) -> EvalReport:
     """Evaluate every model on the same samples. With `output_dir`, each model's files are written as
-    soon as it is done (a later failure keeps them), and a comparison at the end when there are several."""
+    soon as it is done (a later failure keeps them), and a comparison at the end when there are several.
+
+    Under torchrun each rank evaluates a share of the samples; every rank gets the merged report (one
+    corpus score over all samples, in source order), and only rank 0 writes files."""
     if not models:
         raise TinyAudioError("No model to evaluate", hint="name one with --model")
     options = options or EvalOptions()
     described = source.describe()  # an unknown dataset name fails here, before any model loads
+    rank_options = replace(options, device=distributed.init(options.device))
+    try:
+        return _run_evaluation(models, source, options, rank_options, described, output_dir, on_progress)
+    finally:
+        distributed.close()
+
+
+def _run_evaluation(
+    models: Sequence[str],
+    source: EvalSource,
+    options: EvalOptions,
+    rank_options: EvalOptions,
+    described: dict[str, str | None],
+    output_dir: str | Path | None,
+    on_progress: ProgressCallback | None,
+) -> EvalReport:
+    writes = distributed.is_main()
     report = EvalReport(described, options, [], datetime.now(timezone.utc).isoformat(timespec="seconds"))
     report.output_dir = Path(output_dir) if output_dir is not None else None
     slugs = model_slugs(models)
     for index, name in enumerate(models):
-        result = evaluate_model(name, source, options, on_progress, (index, len(models)))
+        result = evaluate_model(name, source, rank_options, on_progress, (index, len(models)))
         if report.results and [o.id for o in result.outcomes] != [o.id for o in report.results[0].outcomes]:
             raise TinyAudioError(
                 f"The source gave {name} other samples than {report.results[0].model}",
                 hint="use a deterministic source: a fixed --seed, or no --shuffle",
             )
         report.results.append(result)
-        if report.output_dir is not None:
+        if report.output_dir is not None and writes:
             result.output_dir = report.output_dir / slugs[index] if len(models) > 1 else report.output_dir
             write_model_files(report, result)
-    if report.output_dir is not None and len(models) > 1:
+    if report.output_dir is not None and writes and len(models) > 1:
         write_comparison(report, slugs)
     return report
 
@@ -246,20 +273,33 @@ def evaluate_model(
     position: tuple[int, int] = (0, 1),
 ) -> ModelResult:
     """One model over the whole source, chunk by chunk; scored once all hypotheses are in.
-    `position` is (index, count) of this model in a comparison, for the progress display."""
+    `position` is (index, count) of this model in a comparison, for the progress display.
+
+    Under torchrun (a process group joined, `distributed.init`) this rank runs its share of the samples,
+    balanced by duration as they stream past (every rank reads the whole source, so the shares agree), and
+    every rank gets back all outcomes in source order, scored as one corpus."""
     import torch
 
     from .model import load_model
 
+    rank, ranks, _ = distributed.world()
     timing = Timing()
     outcomes: list[SampleOutcome] = []
+    positions: list[int] = []  # each outcome's place in the source
 
     def report(stage: Literal["loading", "running", "done"]) -> None:
         if on_progress is not None:
             done, audio, spent = len(outcomes), timing.audio_seconds, timing.model_seconds
-            on_progress(EvalProgress(name, *position, stage, done, source.max_samples, audio, spent))
+            total = source.max_samples if ranks == 1 or stage == "done" else None  # a share's size is unknown
+            on_progress(EvalProgress(name, *position, stage, done, total, audio, spent))
 
-    chunks = _chunks(_timed(source.samples(), timing), options.batch_size * CHUNK_BATCHES)
+    def share(samples: Iterable[EvalSample]) -> Iterator[EvalSample]:
+        for index, sample in distributed.shard_stream(samples, _sample_weight, rank, ranks):
+            positions.append(index)
+            yield sample
+
+    samples = source.samples() if ranks == 1 else share(source.samples())
+    chunks = _chunks(_timed(samples, timing), options.batch_size * CHUNK_BATCHES)
     first = next(chunks, [])  # open the source first: a missing dataset should not cost a model load
     report("loading")
     started = time.perf_counter()
@@ -273,8 +313,9 @@ def evaluate_model(
     try:
         _warm_up(model, first, options)
         for chunk in chain([first], chunks):
-            outcomes.extend(_run_chunk(model, chunk, options, timing))
-            report("running")
+            if chunk:  # a rank's share can be empty
+                outcomes.extend(_run_chunk(model, chunk, options, timing))
+                report("running")
     except torch.OutOfMemoryError as error:
         raise TinyAudioError(
             f"{name} ran out of accelerator memory at batch size {options.batch_size}",
@@ -283,9 +324,32 @@ def evaluate_model(
     device, dtype = model.device, str(model.dtype).removeprefix("torch.")
     del model  # the next model should not have to share the accelerator with this one
     _free_memory(device)
+    if ranks > 1:
+        outcomes, timing = _merge(distributed.gather((positions, outcomes, timing)))
     score = _score(outcomes, options.normalize)
     report("done")
-    return ModelResult(name, str(device), dtype, score, outcomes, timing)
+    return ModelResult(name, str(device), dtype, score, outcomes, timing, ranks=ranks)
+
+
+def _sample_weight(sample: EvalSample) -> float:
+    return max(sample.duration, 0.0) + SAMPLE_OVERHEAD_SECONDS
+
+
+def _merge(shares: list[tuple[list[int], list[SampleOutcome], Timing]]) -> tuple[list[SampleOutcome], Timing]:
+    """All ranks' outcomes back in source order, and the job's timing (see RANKS_NOTE)."""
+    placed = sorted(
+        (index, outcome)
+        for positions, outcomes, _ in shares
+        for index, outcome in zip(positions, outcomes, strict=True)
+    )
+    timings = [timing for _, _, timing in shares]
+    timing = Timing(
+        audio_seconds=sum(t.audio_seconds for t in timings),
+        model_seconds=max(t.model_seconds for t in timings),
+        data_seconds=max(t.data_seconds for t in timings),
+        load_seconds=max(t.load_seconds for t in timings),
+    )
+    return [outcome for _, outcome in placed], timing
 
 
 def _timed(items: Iterable[Item], timing: Timing) -> Iterator[Item]:
@@ -435,7 +499,7 @@ def write_model_files(report: EvalReport, result: ModelResult) -> None:
 
 def summary(report: EvalReport, result: ModelResult) -> dict:
     """Everything summary.json holds for one model."""
-    score, timing = result.score, result.timing
+    score = result.score
     return {
         **_headline(result),
         **report.source,
@@ -449,7 +513,7 @@ def summary(report: EvalReport, result: ModelResult) -> dict:
         "failed_note": FAILED_NOTE,
         "wer_by_duration": [asdict(bucket) for bucket in score.by_duration],
         "top_substitutions": [asdict(substitution) for substitution in score.top_substitutions],
-        "speed": {**asdict(timing), "rtfx": _finite(timing.rtfx), "note": TIMING_NOTE},
+        "speed": _speed(result),
         "long_form": {
             "threshold_seconds": WINDOW_SECONDS,
             "method": LONG_FORM_METHOD,
@@ -461,6 +525,14 @@ def summary(report: EvalReport, result: ModelResult) -> dict:
         "versions": versions(),
         "date": report.date,
     }
+
+
+def _speed(result: ModelResult) -> dict:
+    timing = result.timing
+    speed = {**asdict(timing), "rtfx": _finite(timing.rtfx), "note": TIMING_NOTE}
+    if result.ranks > 1:
+        speed |= {"ranks": result.ranks, "ranks_note": RANKS_NOTE}
+    return speed
 
 
 def _headline(result: ModelResult) -> dict:
