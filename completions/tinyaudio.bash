@@ -54,7 +54,7 @@ _tinyaudio_eval() {
         --folder|--model|-m|--output-dir|-o) _tinyaudio_dirs "$cur"; return ;;
     esac
     if [[ $cur != -* ]] && _tinyaudio_eval_argument; then return; fi
-    _tinyaudio_words "--audio-column --batch-size --config --data-dir --dataset --device --dtype --folder --help --id-column --manifest --max-new-tokens --max-samples --model --no-normalize --output-dir --quiet --reference-mode --seed --shuffle --split --text-column --warmup-batches -d -h -m -n -o -q" "$cur"
+    _tinyaudio_words "--audio-column --batch-size --config --data-dir --dataset --device --dtype --folder --help --id-column --manifest --max-new-tokens --max-samples --model --no-normalize --output-dir --pack --quiet --reference-mode --seed --shuffle --split --text-column --warmup-batches -d -h -m -n -o -q" "$cur"
 }
 
 _tinyaudio_eval_argument() { return 1; }

@@ -58,6 +58,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l max-samples -s n 
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l model -s m -x -a '(__fish_complete_directories (commandline -ct))' -d 'Checkpoint: Hub id or local folder; repeat to compare models on the same samples.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l no-normalize -d 'Score raw text: no Whisper English normaliser, so case and punctuation count as errors.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l output-dir -s o -x -a '(__fish_complete_directories (commandline -ct))' -d 'Write summary.json, predictions.jsonl and wer_by_duration.png here (a subfolder per model when comparing).'
+complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l pack -d 'Pack several short clips into one 30 s encoder window (far fewer encoder passes; each clip then hears its neighbours instead of silence, which can change results slightly).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l quiet -s q -d 'No progress or summary, errors only.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l reference-mode -d 'Attend to the whole 30 s window, padding included, as the reference implementation does.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l seed -x -d 'Seed for --shuffle.'

@@ -56,6 +56,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--model', '-m'); Help = 'Checkpoint: Hub id or local folder; repeat to compare models on the same samples.'; Value = $true; Choices = @(); Paths = 'dir' },
                 @{ Names = @('--no-normalize'); Help = 'Score raw text: no Whisper English normaliser, so case and punctuation count as errors.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--output-dir', '-o'); Help = 'Write summary.json, predictions.jsonl and wer_by_duration.png here (a subfolder per model when comparing).'; Value = $true; Choices = @(); Paths = 'dir' },
+                @{ Names = @('--pack'); Help = 'Pack several short clips into one 30 s encoder window (far fewer encoder passes; each clip then hears its neighbours instead of silence, which can change results slightly).'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--quiet', '-q'); Help = 'No progress or summary, errors only.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--reference-mode'); Help = 'Attend to the whole 30 s window, padding included, as the reference implementation does.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--seed'); Help = 'Seed for --shuffle.'; Value = $true; Choices = @(); Paths = '' },

@@ -263,3 +263,15 @@ def test_errors_are_one_clear_line(args: list[str], message: str, checkpoints: l
     assert result.exit_code == 1
     assert result.stderr.startswith("error:") and message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_pack_shares_encoder_windows_and_scores_every_clip(
+    manifest: Path, checkpoints: list[Path], tmp_path: Path
+) -> None:
+    packed, alone = tmp_path / "packed", tmp_path / "alone"
+    for out, extra in ((packed, ["--pack"]), (alone, [])):
+        result = invoke("--manifest", manifest, "-m", checkpoints[0], *FAST, "-o", out, *extra)
+        assert result.exit_code == 0, result.output
+    assert summary_of(packed)["settings"]["pack"] is True and summary_of(alone)["settings"]["pack"] is False
+    ids = [[row["id"] for row in read_jsonl(out / "predictions.jsonl")] for out in (packed, alone)]
+    assert ids[0] == ids[1] and all(row["hypothesis"] is not None for row in read_jsonl(packed / "predictions.jsonl"))

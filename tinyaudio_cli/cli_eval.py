@@ -148,6 +148,15 @@ def eval_command(
             rich_help_panel=PERF_PANEL,
         ),
     ] = 1,
+    pack: Annotated[
+        bool,
+        typer.Option(
+            "--pack",
+            help="Pack several short clips into one 30 s encoder window (far fewer encoder passes; each clip "
+            "then hears its neighbours instead of silence, which can change results slightly).",
+            rich_help_panel=PERF_PANEL,
+        ),
+    ] = False,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     quiet: QuietOption = False,
@@ -185,6 +194,7 @@ def eval_command(
             max_new_tokens=max_new_tokens,
             normalize=not no_normalize,
             warmup_batches=warmup_batches,
+            pack=pack,
         )
         quiet_transformers()
         main = distributed.is_main()  # under torchrun, rank 0 shows progress and the merged results

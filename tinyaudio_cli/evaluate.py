@@ -128,6 +128,7 @@ class EvalOptions:
     max_new_tokens: int | None = None  # None: transcribe's budget from each clip's length
     normalize: bool = True
     warmup_batches: int = 1  # untimed runs of the first batch: CUDA kernels and allocators start cold
+    pack: bool = False  # several short clips per encoder window (TinyAudioModel.transcribe(pack=True))
 
 
 @dataclass(frozen=True)
@@ -414,7 +415,8 @@ def _transcribe_short(model: TinyAudioModel, audios: list[np.ndarray], options: 
     settings = _transcribe_options(options)
     # one budget per clip, as transcribe gives each region: a short clip stuck in a loop stops early
     budgets = [token_budget(model, len(audio) / SAMPLE_RATE, settings) for audio in audios]
-    results = model.transcribe(audios, options.mode, options.batch_size, budgets)
+    packed = {"pack": True} if options.pack else {}  # the Whisper baseline has no packing
+    results = model.transcribe(audios, options.mode, options.batch_size, budgets, **packed)
     return [Hypothesis(*guarded_text(model, result.token_ids), long_form=False) for result in results]
 
 
