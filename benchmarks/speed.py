@@ -180,16 +180,31 @@ def reference_way(model, clips: list[np.ndarray], tokens: int) -> Run:
     return run
 
 
-def tinyaudio_clips(model, clips: list[np.ndarray], tokens: int, batch_size: int, mode: str = "trimmed") -> Run:
+def tinyaudio_clips(
+    model, clips: list[np.ndarray], tokens: int, batch_size: int, mode: str = "trimmed", pack: bool = False
+) -> Run:
     run = Run(sum(len(c) for c in clips) / SAMPLE_RATE)
     model.timings = Timings()
     with PeakMemory(model.device) as memory:
         started = time.perf_counter()
-        results = model.transcribe(clips, mode=mode, batch_size=batch_size, max_new_tokens=tokens)
+        results = model.transcribe(clips, mode=mode, batch_size=batch_size, max_new_tokens=tokens, pack=pack)
         run.wall_seconds = time.perf_counter() - started
     run.tokens = [r.token_ids for r in results]
     run.stages, run.peak_memory_mb, model.timings = dict(model.timings), memory.peak / 2**20, None
     return run
+
+
+def window_budget(model, path: Path, reference_windows: int) -> dict[str, float]:
+    """Encoder windows spent per minute of speech: tinyaudio's packing vs one window per 30 s of file."""
+    from tinyaudio_cli.transcribe import pack_regions, speech_windows
+
+    windows = list(pack_regions(0, speech_windows(path, TranscribeOptions(), lambda _: None), model.samples_per_token))
+    speech_minutes = sum(p.length for w in windows for p in w.placements) / SAMPLE_RATE / 60
+    return {
+        "speech_minutes": round(speech_minutes, 2),
+        "tinyaudio_windows_per_speech_minute": round(len(windows) / speech_minutes, 2),
+        "reference_windows_per_speech_minute": round(reference_windows / speech_minutes, 2),
+    }
 
 
 def tinyaudio_file(model, path: Path, tokens: int, batch_size: int, audio_seconds: float) -> Run:
@@ -224,8 +239,6 @@ def real_size_model(folder: Path, device: str):
         decoder_layers=1, decoder_attention_heads=20, decoder_ffn_dim=5120, num_mel_bins=128,
         vocab_size=51866, pad_token_id=50256, bos_token_id=50257, eos_token_id=50257, decoder_start_token_id=50258,
     )  # fmt: skip
-    with torch.device("meta"):
-        pass
     WhisperModel(whisper).half().save_pretrained(folder / "whisper")
     WhisperFeatureExtractor(feature_size=128).save_pretrained(folder / "whisper")
     tokenizer = build_tokenizer(folder / "lm")
@@ -279,6 +292,11 @@ def print_report(report: dict) -> None:
             f"   speed-up {w['speedup']}x; transcripts agree in reference mode: "
             f"{w['transcripts_agree_in_reference_mode']}"
         )
+        if "speech_minutes" in w:
+            print(
+                f"   encoder windows per minute of speech: reference {w['reference_windows_per_speech_minute']}, "
+                f"tinyaudio {w['tinyaudio_windows_per_speech_minute']} ({w['speech_minutes']} min of speech)"
+            )
         for who in ("reference", "tinyaudio"):
             parts = ", ".join(f"{k} {v:.0%}" for k, v in w[f"{who}_time_shares"].items())
             print(f"   {who} time: {parts}")
@@ -321,9 +339,13 @@ def main() -> None:
     engine = tinyaudio_clips(model, clips, args.tokens, batch_size)
     check = tinyaudio_clips(model, clips, args.tokens, batch_size, mode="reference")
     workloads["short_clips"] = workload_report(reference, engine, check.tokens == reference.tokens)
+    packed = tinyaudio_clips(model, clips, args.tokens, batch_size, pack=True)
+    workloads["short_clips_packed"] = workload_report(reference, packed, None)
     reference = reference_way(model, windows, args.tokens)
     engine = tinyaudio_file(model, recording, args.tokens, batch_size, len(recording_audio) / SAMPLE_RATE)
-    workloads["long_recording"] = workload_report(reference, engine, None)
+    workloads["long_recording"] = workload_report(reference, engine, None) | window_budget(
+        model, recording, len(windows)
+    )
 
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
