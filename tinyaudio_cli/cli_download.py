@@ -33,7 +33,7 @@ def download(
     model: Annotated[
         str | None,
         typer.Argument(
-            help=f"Checkpoint: Hub id, or a local checkpoint whose bases to fetch. [default: {DEFAULT_MODEL}]",
+            help=f"Checkpoint: Hub id, or a local checkpoint whose bases to fetch. \\[default: {DEFAULT_MODEL}]",
             envvar=MODEL_ENV,
             show_default=False,
         ),
