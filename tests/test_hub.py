@@ -410,7 +410,8 @@ def test_exported_code_is_self_contained():
                 modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module]
                 assert not any(module.startswith("tinyaudio_cli") for module in modules), name
     namespace: dict = {}
-    exec(compile(files["tinyaudio_transcribe.py"], "tinyaudio_transcribe.py", "exec"), namespace)
+    [name] = [name for name, text in files.items() if "def cut_repetition(" in text]
+    exec(compile(files[name], name, "exec"), namespace)
     from tinyaudio_cli.transcribe import cut_repetition
 
     loop = [1, 2, *[5, 6, 7, 8] * 10]

@@ -281,3 +281,16 @@ def test_training_loss_is_cross_entropy_of_targets_after_the_prompt(model):
     assert model.projector.experts[0].fc1.weight.grad is not None
     assert all(p.grad is None for p in model.lm.parameters())
     model.projector.zero_grad(set_to_none=True)
+
+
+def test_rows_leave_the_batch_as_they_finish_without_changing_results(model):
+    clips = [noise(s, 20 + i) for i, s in enumerate([1.0, 6.0, 2.5])]
+    limits = [3, 9, 5]  # rows finish at different steps and are dropped from the batch
+    together = model.transcribe(clips, batch_size=3, max_new_tokens=limits)
+    alone = [model.transcribe([clip], max_new_tokens=limit)[0] for clip, limit in zip(clips, limits, strict=True)]
+    assert [r.token_ids for r in together] == [r.token_ids for r in alone]
+    assert [len(r.token_ids) for r in together] == [
+        limit if model.stop_ids[0] not in r.token_ids else len(r.token_ids)
+        for r, limit in zip(alone, limits, strict=True)
+    ]
+

@@ -57,8 +57,11 @@ class WhisperBaseline:
         mode: str = "trimmed",
         batch_size: int = 8,
         max_new_tokens: int | Sequence[int] | None = None,
+        pack: bool = False,
+        stop_loops: bool = False,
     ) -> list[Transcription]:
-        """Greedy Whisper decoding, clips batched by length; a clip over 30 s is decoded 30 s at a time."""
+        """Greedy Whisper decoding, clips batched by length; a clip over 30 s is decoded 30 s at a time.
+        `pack` and `stop_loops` are Tiny Audio engine options that Whisper's own decoder does not have."""
         limits = per_clip(max_new_tokens or self.config.max_new_tokens, len(audios))
         pieces = [(i, audio[start : start + WINDOW_SAMPLES]) for i, audio in enumerate(audios)
                   for start in range(0, max(len(audio), 1), WINDOW_SAMPLES)]  # fmt: skip

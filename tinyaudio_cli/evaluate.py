@@ -415,8 +415,7 @@ def _transcribe_short(model: TinyAudioModel, audios: list[np.ndarray], options: 
     settings = _transcribe_options(options)
     # one budget per clip, as transcribe gives each region: a short clip stuck in a loop stops early
     budgets = [token_budget(model, len(audio) / SAMPLE_RATE, settings) for audio in audios]
-    packed = {"pack": True} if options.pack else {}  # the Whisper baseline has no packing
-    results = model.transcribe(audios, options.mode, options.batch_size, budgets, **packed)
+    results = model.transcribe(audios, options.mode, options.batch_size, budgets, pack=options.pack, stop_loops=True)
     return [Hypothesis(*guarded_text(model, result.token_ids), long_form=False) for result in results]
 
 

@@ -24,6 +24,7 @@ import torch
 
 from .audio import SAMPLE_RATE, WINDOW_SAMPLES, stream_audio
 from .errors import TinyAudioError
+from .model.decoding import cut_repetition
 from .model.modeling import DEFAULT_MODE, AttentionMode, TinyAudioModel, next_offset
 from .records import Segment, Transcript
 from .vad import SpeechRegion, SpeechWindow, VadOptions, iter_fixed_windows, iter_speech_windows
@@ -31,11 +32,6 @@ from .vad import SpeechRegion, SpeechWindow, VadOptions, iter_fixed_windows, ite
 # Fast speech is about 8 LM tokens a second; a region asking for far more is an LM stuck in a loop.
 TOKENS_PER_SECOND_LIMIT = 15
 TOKEN_BUDGET_FLOOR = 16
-# A phrase of up to REPEAT_MAX_PERIOD tokens said REPEAT_MIN_COUNT times in a row, over at least
-# REPEAT_MIN_TOKENS tokens, is a decoding loop rather than speech.
-REPEAT_MAX_PERIOD = 24
-REPEAT_MIN_COUNT = 4
-REPEAT_MIN_TOKENS = 16
 QUEUE_WINDOWS = 32  # encoder windows decoded ahead of the model: bounds memory (~2 MB each)
 
 
@@ -80,20 +76,6 @@ class _Pending:
     windows_left: int = 0
     duration: float | None = None
     model_seconds: float = 0.0
-
-
-def cut_repetition(token_ids: Sequence[int]) -> tuple[list[int], bool]:
-    """Cut a decoding loop back to its first occurrence; True when something was cut."""
-    ids = list(token_ids)
-    for start in range(len(ids)):
-        for period in range(1, REPEAT_MAX_PERIOD + 1):
-            phrase = ids[start : start + period]
-            count = 1
-            while ids[start + count * period : start + (count + 1) * period] == phrase:
-                count += 1
-            if count >= REPEAT_MIN_COUNT and count * period >= REPEAT_MIN_TOKENS:
-                return ids[: start + period], True
-    return ids, False
 
 
 def guarded_text(model: TinyAudioModel, token_ids: Sequence[int]) -> tuple[str, bool]:
@@ -171,7 +153,7 @@ def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: Transcri
     for start in range(0, len(units), options.batch_size):
         chunk = units[start : start + options.batch_size]
         budgets = [token_budget(model, p.length / SAMPLE_RATE, options) for _, p, _ in chunk]
-        ids = model.generate_from_frames([frames for _, _, frames in chunk], options.mode, budgets)
+        ids = model.generate_from_frames([frames for _, _, frames in chunk], options.mode, budgets, stop_loops=True)
         for (file, placement, _), token_ids in zip(chunk, ids, strict=True):
             text, cut = guarded_text(model, token_ids)
             region = placement.region

@@ -42,6 +42,28 @@ def cache_keyword(lm: nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(lm.forward).parameters else "past_key_values"
 
 
+# A phrase of up to REPEAT_MAX_PERIOD tokens said REPEAT_MIN_COUNT times in a row, over at least
+# REPEAT_MIN_TOKENS tokens, is a decoding loop rather than speech.
+REPEAT_MAX_PERIOD = 24
+REPEAT_MIN_COUNT = 4
+REPEAT_MIN_TOKENS = 16
+REPEAT_CHECK_EVERY = 16  # decoding steps between loop checks (the check is Python, so not every step)
+
+
+def cut_repetition(token_ids: Sequence[int]) -> tuple[list[int], bool]:
+    """Cut a decoding loop back to its first occurrence; True when something was cut."""
+    ids = list(token_ids)
+    for start in range(len(ids)):
+        for period in range(1, REPEAT_MAX_PERIOD + 1):
+            phrase = ids[start : start + period]
+            count = 1
+            while ids[start + count * period : start + (count + 1) * period] == phrase:
+                count += 1
+            if count >= REPEAT_MIN_COUNT and count * period >= REPEAT_MIN_TOKENS:
+                return ids[: start + period], True
+    return ids, False
+
+
 @torch.inference_mode()
 def greedy_decode(
     lm: nn.Module,
@@ -53,17 +75,19 @@ def greedy_decode(
     stop_ids: Sequence[int],
     banned_ids: Sequence[int] = (),
     timings: Timings | None = None,
+    stop_loops: bool = False,
 ) -> list[list[int]]:
     """New token ids per row, each ending with its stop token when one was produced.
 
-    `max_new_tokens` is one limit for all rows or one per row.
+    `max_new_tokens` is one limit for all rows or one per row. Rows leave the batch as they finish, so
+    one long row does not make the others pay for its steps. With `stop_loops`, a row caught repeating
+    itself (see `cut_repetition`) finishes early: its tokens beyond the limit would be cut anyway.
     """
+    device = inputs_embeds.device
     batch = inputs_embeds.shape[0]
-    rows = torch.arange(batch, device=inputs_embeds.device)
-    limits = torch.as_tensor(max_new_tokens, device=inputs_embeds.device).expand(batch)
+    rows = torch.arange(batch, device=device)
     last = lengths - 1
     keyword = cache_keyword(lm)
-    device = inputs_embeds.device
     kept = torch.unique(last)
     with timed(timings, "lm_prefill", device):
         # an explicit mask also keeps transformers from reading position jumps as packed sequences
@@ -75,48 +99,71 @@ def greedy_decode(
             logits_to_keep=kept,
         )
         logits = out.logits[rows, torch.searchsorted(kept, last)]
-    cache = getattr(out, keyword)
-    next_position = position_ids[rows, last] + 1
-    stop = torch.tensor(list(stop_ids), device=device)
-    banned = list(banned_ids)
+    state = _Rows(
+        cache=getattr(out, keyword),
+        attention_mask=attention_mask,
+        next_position=position_ids[rows, last] + 1,
+        limits=torch.as_tensor(max_new_tokens, device=device).expand(batch).clone(),
+        original=rows,
+    )
     with timed(timings, "lm_decode", device):
-        generated = _decode_loop(lm, logits, cache, keyword, attention_mask, next_position, limits, stop, banned)
-    if not generated:
-        return [[] for _ in range(batch)]
-    table = torch.stack(generated, dim=1).tolist()
-    return [[token for token in row if token >= 0] for row in table]
+        return _decode_loop(lm, logits, state, keyword, list(stop_ids), list(banned_ids), stop_loops)
+
+
+class _Rows:
+    """What decoding carries per batch row; rows that finish are dropped from all of it at once."""
+
+    def __init__(self, cache, attention_mask, next_position, limits, original) -> None:
+        self.cache, self.attention_mask, self.next_position = cache, attention_mask, next_position
+        self.limits, self.original = limits, original
+
+    def keep(self, alive: torch.Tensor) -> None:
+        self.cache.batch_select_indices(alive)
+        self.attention_mask = self.attention_mask[alive]
+        self.next_position, self.limits, self.original = (
+            self.next_position[alive],
+            self.limits[alive],
+            self.original[alive],
+        )
 
 
 def _decode_loop(
     lm: nn.Module,
     logits: torch.Tensor,
-    cache: object,
+    state: _Rows,
     keyword: str,
-    attention_mask: torch.Tensor,
-    next_position: torch.Tensor,
-    limits: torch.Tensor,
-    stop: torch.Tensor,
+    stop_ids: list[int],
     banned: list[int],
-) -> list[torch.Tensor]:
-    finished = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
-    generated: list[torch.Tensor] = []
-    for step in range(int(limits.max())):
+    stop_loops: bool,
+) -> list[list[int]]:
+    tokens: list[list[int]] = [[] for _ in range(len(state.original))]
+    stop = torch.tensor(stop_ids, device=logits.device)
+    step = 0
+    while True:
         if banned:
             logits[:, banned] = float("-inf")
         token = logits.argmax(dim=-1)
-        generated.append(torch.where(finished, -1, token))
-        finished |= torch.isin(token, stop) | (limits <= step + 1)
+        step += 1
+        for row, value in zip(state.original.tolist(), token.tolist(), strict=True):
+            tokens[row].append(value)
+        finished = torch.isin(token, stop) | (state.limits <= step)
+        if stop_loops and step % REPEAT_CHECK_EVERY == 0:
+            looping = [cut_repetition(tokens[row])[1] for row in state.original.tolist()]
+            finished |= torch.tensor(looping, device=finished.device)
         if bool(finished.all()):
-            break
-        attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
+            return tokens
+        if bool(finished.any()):
+            alive = torch.nonzero(~finished).squeeze(1)
+            state.keep(alive)
+            token = token[alive]
+        state.attention_mask = torch.cat([state.attention_mask, torch.ones_like(state.attention_mask[:, :1])], dim=1)
         out = lm(
             input_ids=token[:, None],
-            attention_mask=attention_mask,
-            position_ids=next_position[:, None],
+            attention_mask=state.attention_mask,
+            position_ids=state.next_position[:, None],
             use_cache=True,
-            **{keyword: cache},
+            **{keyword: state.cache},
         )
-        cache = getattr(out, keyword)
+        state.cache = getattr(out, keyword)
         logits = out.logits[:, -1]
-        next_position = next_position + 1
-    return generated
+        state.next_position = state.next_position + 1

@@ -23,8 +23,9 @@ import torch
 from transformers import Pipeline, PretrainedConfig, PreTrainedModel
 
 from ..audio import SAMPLE_RATE, WINDOW_SAMPLES
-from ..transcribe import cut_repetition, token_budget
+from ..transcribe import token_budget
 from .config import MODEL_TYPE
+from .decoding import cut_repetition
 from .loading import load_model
 from .modeling import ATTENTION_MODES, DEFAULT_MODE
 

@@ -205,13 +205,14 @@ class TinyAudioModel(nn.Module):
         audios: Sequence[np.ndarray],
         mode: AttentionMode = DEFAULT_MODE,
         max_new_tokens: int | Sequence[int] | None = None,
+        stop_loops: bool = False,
     ) -> list[list[int]]:
         """Greedy token ids for one batch of ≤30 s clips (16 kHz mono float32)."""
         if mode not in ATTENTION_MODES:
             raise ValueError(f"unknown attention mode {mode!r}; choose from {ATTENTION_MODES}")
         projected = self.encode(self.features(audios))
         frames = self.select_frames(projected, [len(a) for a in audios], mode)
-        return self.generate_from_frames(frames, mode, max_new_tokens)
+        return self.generate_from_frames(frames, mode, max_new_tokens, stop_loops)
 
     @torch.inference_mode()
     def generate_from_frames(
@@ -219,8 +220,10 @@ class TinyAudioModel(nn.Module):
         frames: Sequence[torch.Tensor],
         mode: AttentionMode = DEFAULT_MODE,
         max_new_tokens: int | Sequence[int] | None = None,
+        stop_loops: bool = False,
     ) -> list[list[int]]:
-        """Greedy token ids for projector frames (one tensor [n, llm_dim] per row); limits may differ per row."""
+        """Greedy token ids for projector frames (one tensor [n, llm_dim] per row); limits may differ per row.
+        `stop_loops` ends a row caught repeating a phrase (see decoding.cut_repetition) early."""
         inputs_embeds, attention_mask, position_ids, lengths = self.build_inputs(frames, mode)
         return greedy_decode(
             self.lm,
@@ -232,6 +235,7 @@ class TinyAudioModel(nn.Module):
             stop_ids=self.stop_ids,
             banned_ids=[self.audio_token_id],
             timings=self.timings,
+            stop_loops=stop_loops,
         )
 
     @property
@@ -253,6 +257,7 @@ class TinyAudioModel(nn.Module):
         batch_size: int = 8,
         max_new_tokens: int | Sequence[int] | None = None,
         pack: bool = False,
+        stop_loops: bool = False,
     ) -> list[Transcription]:
         """One result per clip (≤30 s each); clips of similar length share a batch; input order kept.
 
@@ -264,18 +269,18 @@ class TinyAudioModel(nn.Module):
         """
         limits = per_clip(max_new_tokens or self.config.max_new_tokens, len(audios))
         if pack and mode == "trimmed":
-            return self._transcribe_packed(audios, batch_size, limits)
+            return self._transcribe_packed(audios, batch_size, limits, stop_loops)
         order = sorted(range(len(audios)), key=lambda i: len(audios[i]), reverse=True)
         results: list[Transcription | None] = [None] * len(audios)
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            ids = self.generate_ids([audios[i] for i in batch], mode, [limits[i] for i in batch])
+            ids = self.generate_ids([audios[i] for i in batch], mode, [limits[i] for i in batch], stop_loops)
             for i, token_ids in zip(batch, ids, strict=True):
                 results[i] = Transcription(self.decode_text(token_ids), token_ids)
         return results  # type: ignore[return-value]
 
     def _transcribe_packed(
-        self, audios: Sequence[np.ndarray], batch_size: int, limits: list[int]
+        self, audios: Sequence[np.ndarray], batch_size: int, limits: list[int], stop_loops: bool
     ) -> list[Transcription]:
         windows = pack_clips([len(audio) for audio in audios], WINDOW_SAMPLES, self.samples_per_token)
         frames: dict[int, torch.Tensor] = {}
@@ -297,7 +302,8 @@ class TinyAudioModel(nn.Module):
         results: list[Transcription | None] = [None] * len(audios)
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            ids = self.generate_from_frames([frames[i] for i in batch], "trimmed", [limits[i] for i in batch])
+            limits_ = [limits[i] for i in batch]
+            ids = self.generate_from_frames([frames[i] for i in batch], "trimmed", limits_, stop_loops)
             for i, token_ids in zip(batch, ids, strict=True):
                 results[i] = Transcription(self.decode_text(token_ids), token_ids)
         return results  # type: ignore[return-value]
