@@ -147,14 +147,21 @@ class Run:
 
 
 @torch.inference_mode()
-def reference_way(model, clips: list[np.ndarray], tokens: int) -> Run:
-    """One clip at a time, padded to 30 s, all frames to the LM, HF generate."""
-    run, timings = Run(sum(len(c) for c in clips) / SAMPLE_RATE), Timings()
+def reference_way(model, clips: list[np.ndarray] | Path, tokens: int, forced: bool) -> Run:
+    """One clip at a time, padded to 30 s, all frames to the LM, HF generate. Given a file, it is decoded
+    (timed, as tinyaudio's decoding is) and cut into consecutive 30 s windows. `forced`: generate exactly
+    `tokens` tokens (random weights never stop by themselves)."""
+    timings = Timings()
+    started = time.perf_counter()
+    if isinstance(clips, Path):
+        with timings.stage("audio_decoding", model.device):
+            audio = load_audio(clips)
+            clips = [audio[i : i + WINDOW_SAMPLES] for i in range(0, len(audio), WINDOW_SAMPLES)]
+    run = Run(sum(len(c) for c in clips) / SAMPLE_RATE)
     prompt = [*model.prompt.prefix, model.audio_token_id, *model.prompt.suffix]
     ids = torch.tensor([prompt], device=model.device)
     split = len(model.prompt.prefix)
     with PeakMemory(model.device) as memory:
-        started = time.perf_counter()
         for clip in clips:
             with timings.stage("features", model.device):
                 features = model.feature_extractor(clip, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
@@ -168,7 +175,7 @@ def reference_way(model, clips: list[np.ndarray], tokens: int) -> Run:
                     inputs_embeds=merged,
                     attention_mask=torch.ones(merged.shape[:2], dtype=torch.long, device=model.device),
                     max_new_tokens=tokens,
-                    min_new_tokens=tokens,
+                    min_new_tokens=tokens if forced else 0,
                     do_sample=False,
                     num_beams=1,
                     eos_token_id=model.stop_ids,
@@ -187,7 +194,10 @@ def tinyaudio_clips(
     model.timings = Timings()
     with PeakMemory(model.device) as memory:
         started = time.perf_counter()
-        results = model.transcribe(clips, mode=mode, batch_size=batch_size, max_new_tokens=tokens, pack=pack)
+        # as `eval` runs it: loops stop early (the reference way has no such guard)
+        results = model.transcribe(
+            clips, mode=mode, batch_size=batch_size, max_new_tokens=tokens, pack=pack, stop_loops=mode == "trimmed"
+        )
         run.wall_seconds = time.perf_counter() - started
     run.tokens = [r.token_ids for r in results]
     run.stages, run.peak_memory_mb, model.timings = dict(model.timings), memory.peak / 2**20, None
@@ -310,7 +320,14 @@ def main() -> None:
     parser.add_argument("--model", help="a real checkpoint instead of random weights")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--tokens", type=int, default=24, help="tokens generated per clip or segment")
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        default=None,
+        help="tokens generated per clip or segment (default: 24 exactly with random weights; with --model each "
+        "side stops at <|im_end|> within its usual limit: the config's for the reference way, tinyaudio's "
+        "per-segment budget)",
+    )
     parser.add_argument("--clips", type=int, default=None)
     parser.add_argument("--long-minutes", type=float, default=20.0)
     args = parser.parse_args()
@@ -335,14 +352,17 @@ def main() -> None:
     tinyaudio_clips(model, clips[:2], 2, 2)  # warm-up: first-call allocations and kernel choices
 
     workloads = {}
-    reference = reference_way(model, clips, args.tokens)
-    engine = tinyaudio_clips(model, clips, args.tokens, batch_size)
-    check = tinyaudio_clips(model, clips, args.tokens, batch_size, mode="reference")
+    forced = not args.model
+    tokens = args.tokens or (24 if forced else None)
+    reference_tokens = tokens or model.config.max_new_tokens
+    reference = reference_way(model, clips, reference_tokens, forced)
+    engine = tinyaudio_clips(model, clips, tokens, batch_size)
+    check = tinyaudio_clips(model, clips, reference_tokens, batch_size, mode="reference")
     workloads["short_clips"] = workload_report(reference, engine, check.tokens == reference.tokens)
-    packed = tinyaudio_clips(model, clips, args.tokens, batch_size, pack=True)
+    packed = tinyaudio_clips(model, clips, tokens, batch_size, pack=True)
     workloads["short_clips_packed"] = workload_report(reference, packed, None)
-    reference = reference_way(model, windows, args.tokens)
-    engine = tinyaudio_file(model, recording, args.tokens, batch_size, len(recording_audio) / SAMPLE_RATE)
+    reference = reference_way(model, recording, reference_tokens, forced)
+    engine = tinyaudio_file(model, recording, tokens, batch_size, len(recording_audio) / SAMPLE_RATE)
     workloads["long_recording"] = workload_report(reference, engine, None) | window_budget(
         model, recording, len(windows)
     )
@@ -354,7 +374,7 @@ def main() -> None:
         "dtype": str(model.dtype),
         "model": args.model or ("random, real size" if args.real_size else "tiny test model"),
         "batch_size": batch_size,
-        "tokens_per_segment": args.tokens,
+        "tokens_per_segment": tokens or "until <|im_end|>",
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
         "workloads": workloads,
