@@ -35,6 +35,20 @@ PAUSED_LAYOUT = (3.0, 4.0, 2.0)  # silence before, between and after the two sen
 LONG_SPEECH_GAP = 0.25  # shorter than the VAD's minimum pause, so all of it reads as one region
 
 
+# A LoquaciousSet dataset card as a Hub snapshot holds it: config "medium" with its dev and test files
+LOQUACIOUS_CARD = """---
+configs:
+- config_name: medium
+  data_files:
+  - split: dev
+    path: dev/*.parquet
+  - split: test
+    path: test/*.parquet
+---
+# LoquaciousSet stand-in
+"""
+
+
 @dataclass(frozen=True)
 class Speech:
     """A 16 kHz mono WAV with speech at known places."""

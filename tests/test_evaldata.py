@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-from conftest import SENTENCES, espeak, run_ffmpeg
+from conftest import LOQUACIOUS_CARD, SENTENCES, espeak, run_ffmpeg
 
 from tinyaudio_cli.errors import TinyAudioError
 from tinyaudio_cli.evaldata import (
@@ -44,17 +44,6 @@ LOQUACIOUS_SCHEMA = pa.schema(
         ("text", pa.string()),
     ]
 )
-SNAPSHOT_CARD = """---
-configs:
-- config_name: medium
-  data_files:
-  - split: dev
-    path: dev/*.parquet
-  - split: test
-    path: test/*.parquet
----
-# LoquaciousSet, as a Hub snapshot would hold it
-"""
 
 
 def encode(audio: np.ndarray, rate: int = SR, fmt: str = "WAV", subtype: str = "PCM_16") -> bytes:
@@ -172,7 +161,7 @@ def test_cached_hub_snapshot_is_read_offline(loquacious: dict, tmp_path: Path) -
     (repo / "refs" / "main").write_text("0123abcd")
     snapshot = repo / "snapshots" / "0123abcd"
     shutil.copytree(loquacious["root"], snapshot)
-    (snapshot / "README.md").write_text(SNAPSHOT_CARD)
+    (snapshot / "README.md").write_text(LOQUACIOUS_CARD)
 
     samples = list(iter_hub_dataset(DATASETS["loquacious"], cache_dir=tmp_path))
     assert [sample.id for sample in samples] == ["utt-1", "utt-2", "utt-3", "utt-broken"]

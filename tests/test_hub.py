@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import torch
+from conftest import LOQUACIOUS_CARD
 from hubserver import TOKEN, HubStandIn, sha256
 from huggingface_hub.constants import DOWNLOAD_CHUNK_SIZE
 from huggingface_hub.repocard import RepoCard
@@ -51,17 +52,6 @@ BIG_FILE = "extra-weights.safetensors"  # fetched (it matches HUB_PATTERNS) but 
 JUNK = {"modeling_tinyaudio.py": b"raise SystemExit('never run')\n", "pytorch_model.bin": b"pickle", "opt.pt": b"x"}
 SUMMARY = {"model": "x", "samples": 120, "wer": 0.1234, "cer": 0.0567, "dataset": "loquacious", "path": LOQUACIOUS}
 SUMMARY |= {"config": "medium", "split": "test", "normalized": True}
-DATASET_CARD = """---
-configs:
-- config_name: medium
-  data_files:
-  - split: dev
-    path: dev/*.parquet
-  - split: test
-    path: test/*.parquet
----
-# LoquaciousSet stand-in
-"""
 
 # Runs steps in one process: ("cli", name, args, env) through Typer's runner, ("pipeline", name, model, audio)
 # through transformers with tinyaudio_cli made unimportable; writes {name: result} as JSON to argv[2].
@@ -169,7 +159,7 @@ def hub(stack: dict[str, Path]) -> Iterator[HubStandIn]:
         server.interrupt_once((stack["text"] / BIG_FILE).read_bytes())
         server.add(GATED, stack["twin"], gated=True)
         shard = [{"ID": f"utt-{i}", "wav": wav_bytes(0.5), "text": "hello", "duration": 0.5} for i in range(2)]
-        files = {"README.md": DATASET_CARD.encode(), "raw/audio.tar": b"not for eval"}
+        files = {"README.md": LOQUACIOUS_CARD.encode(), "raw/audio.tar": b"not for eval"}
         files |= {f"test/test-0000{i}-of-00002.parquet": parquet(shard) for i in range(2)}
         files |= {"dev/dev-00000-of-00001.parquet": parquet(shard)}
         server.add(LOQUACIOUS, files, repo_type="dataset")

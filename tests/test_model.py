@@ -293,4 +293,3 @@ def test_rows_leave_the_batch_as_they_finish_without_changing_results(model):
         limit if model.stop_ids[0] not in r.token_ids else len(r.token_ids)
         for r, limit in zip(alone, limits, strict=True)
     ]
-
