@@ -5,9 +5,12 @@ every clip padded to 30 s, all 375 projector frames sent to the LM, HF `generate
 recordings are cut into consecutive 30 s windows. tinyaudio: its defaults (VAD, windows packed with
 speech, batches formed by length, the trimmed attention mode, its own greedy loop).
 
-Random weights never say `<|im_end|>`, so both generate a fixed number of tokens per clip, and the
-figures are the stack's cost, not a particular model's verbosity. Transcripts are compared where the
-two are specified to agree: tinyaudio's `reference` mode must give the reference way's tokens.
+Random weights never say `<|im_end|>`, so both generate exactly as many tokens as real speech of that
+length would give (SPEECH_TOKENS_PER_SECOND of speech: per clip, per 30 s window of the reference way by
+the speech in it, per tinyaudio segment by its length), with no early stop on either side: the figures
+are the stack's cost for the same text, not a particular model's verbosity. The report counts the tokens
+each side generated. Transcripts are compared where the two are specified to agree: tinyaudio's
+`reference` mode must give the reference way's tokens.
 
     python benchmarks/speed.py --quick --json out.json            # CPU, tiny test models, < 5 min
     python benchmarks/speed.py --real-size --device cuda           # GPU: large-v3-turbo + SmolLM3-3B sizes
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -35,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import tinyaudio_cli.transcribe as transcribe_module  # noqa: E402
 from tinyaudio_cli.audio import SAMPLE_RATE, WINDOW_SAMPLES, load_audio  # noqa: E402
 from tinyaudio_cli.model import TinyAudioConfig, create_model, load_model  # noqa: E402
 from tinyaudio_cli.model.decoding import Timings  # noqa: E402
@@ -53,6 +58,12 @@ SENTENCES = [
     "Every window of audio is at most thirty seconds long.",
 ]
 VOICES = ["en-us", "en-gb", "en-us+f3", "en-gb-x-rp"]
+# English speech runs at ~150 words a minute, ~1.3 LM tokens a word: the text a second of speech makes
+SPEECH_TOKENS_PER_SECOND = 3.0
+
+
+def speech_tokens(seconds: float) -> int:
+    return max(1, math.ceil(SPEECH_TOKENS_PER_SECOND * seconds))
 
 
 # -- audio ---------------------------------------------------------------------------------------------
@@ -84,15 +95,29 @@ def short_clips(pool: list[np.ndarray], rng: np.random.Generator, count: int) ->
     return clips
 
 
-def long_recording(pool: list[np.ndarray], rng: np.random.Generator, minutes: float, path: Path) -> Path:
-    """Speech with pauses of 0.3-4 s and, now and then, a long silence."""
-    parts, length = [], 0
+def long_recording(
+    pool: list[np.ndarray], rng: np.random.Generator, minutes: float, path: Path
+) -> tuple[Path, list[tuple[int, int]]]:
+    """Speech with pauses of 0.3-4 s and, now and then, a long silence; and where the speech is (samples)."""
+    parts, length, speech = [], 0, []
     while length < minutes * 60 * SAMPLE_RATE:
         pause = rng.uniform(8, 20) if rng.random() < 0.05 else rng.uniform(0.3, 4)
-        parts += [pool[int(rng.integers(len(pool)))], np.zeros(int(pause * SAMPLE_RATE), np.float32)]
+        utterance = pool[int(rng.integers(len(pool)))]
+        speech.append((length, length + len(utterance)))
+        parts += [utterance, np.zeros(int(pause * SAMPLE_RATE), np.float32)]
         length += len(parts[-2]) + len(parts[-1])
     sf.write(path, np.concatenate(parts), SAMPLE_RATE, subtype="PCM_16")
-    return path
+    return path, speech
+
+
+def window_tokens(speech: list[tuple[int, int]], windows: int) -> list[int]:
+    """Tokens for each consecutive 30 s window: as many as the speech inside it makes."""
+    seconds = [0.0] * windows
+    for start, end in speech:
+        for index in range(start // WINDOW_SAMPLES, min(windows, -(-end // WINDOW_SAMPLES))):
+            low, high = index * WINDOW_SAMPLES, (index + 1) * WINDOW_SAMPLES
+            seconds[index] += max(0, min(end, high) - max(start, low)) / SAMPLE_RATE
+    return [speech_tokens(s) for s in seconds]
 
 
 # -- memory -------------------------------------------------------------------------------------------
@@ -147,10 +172,10 @@ class Run:
 
 
 @torch.inference_mode()
-def reference_way(model, clips: list[np.ndarray] | Path, tokens: int, forced: bool) -> Run:
+def reference_way(model, clips: list[np.ndarray] | Path, tokens: list[int], forced: bool) -> Run:
     """One clip at a time, padded to 30 s, all frames to the LM, HF generate. Given a file, it is decoded
-    (timed, as tinyaudio's decoding is) and cut into consecutive 30 s windows. `forced`: generate exactly
-    `tokens` tokens (random weights never stop by themselves)."""
+    (timed, as tinyaudio's decoding is) and cut into consecutive 30 s windows. `tokens[i]`: clip or window
+    i's limit; `forced`: generate exactly that many (random weights never stop by themselves)."""
     timings = Timings()
     started = time.perf_counter()
     if isinstance(clips, Path):
@@ -162,7 +187,7 @@ def reference_way(model, clips: list[np.ndarray] | Path, tokens: int, forced: bo
     ids = torch.tensor([prompt], device=model.device)
     split = len(model.prompt.prefix)
     with PeakMemory(model.device) as memory:
-        for clip in clips:
+        for clip, limit in zip(clips, tokens, strict=True):
             with timings.stage("features", model.device):
                 features = model.feature_extractor(clip, sampling_rate=SAMPLE_RATE, return_tensors="pt").input_features
                 features = features.to(model.device, model.dtype)
@@ -174,8 +199,8 @@ def reference_way(model, clips: list[np.ndarray] | Path, tokens: int, forced: bo
                 out = model.lm.generate(
                     inputs_embeds=merged,
                     attention_mask=torch.ones(merged.shape[:2], dtype=torch.long, device=model.device),
-                    max_new_tokens=tokens,
-                    min_new_tokens=tokens if forced else 0,
+                    max_new_tokens=limit,
+                    min_new_tokens=limit if forced else 0,
                     do_sample=False,
                     num_beams=1,
                     eos_token_id=model.stop_ids,
@@ -188,15 +213,22 @@ def reference_way(model, clips: list[np.ndarray] | Path, tokens: int, forced: bo
 
 
 def tinyaudio_clips(
-    model, clips: list[np.ndarray], tokens: int, batch_size: int, mode: str = "trimmed", pack: bool = False
+    model,
+    clips: list[np.ndarray],
+    tokens: list[int] | None,
+    batch_size: int,
+    forced: bool,
+    mode: str = "trimmed",
+    pack: bool = False,
 ) -> Run:
     run = Run(sum(len(c) for c in clips) / SAMPLE_RATE)
     model.timings = Timings()
     with PeakMemory(model.device) as memory:
         started = time.perf_counter()
-        # as `eval` runs it: loops stop early (the reference way has no such guard)
+        # as `eval` runs it, loops stop early, except when every row must make its exact count of tokens
+        stop_loops = mode == "trimmed" and not forced
         results = model.transcribe(
-            clips, mode=mode, batch_size=batch_size, max_new_tokens=tokens, pack=pack, stop_loops=mode == "trimmed"
+            clips, mode=mode, batch_size=batch_size, max_new_tokens=tokens, pack=pack, stop_loops=stop_loops
         )
         run.wall_seconds = time.perf_counter() - started
     run.tokens = [r.token_ids for r in results]
@@ -217,14 +249,22 @@ def window_budget(model, path: Path, reference_windows: int) -> dict[str, float]
     }
 
 
-def tinyaudio_file(model, path: Path, tokens: int, batch_size: int, audio_seconds: float) -> Run:
+def tinyaudio_file(model, path: Path, batch_size: int, audio_seconds: float, forced: bool) -> Run:
+    """transcribe_files with its defaults; `forced`: every segment's budget is what its length of speech makes
+    (random weights use it all), and no early stop."""
     run = Run(audio_seconds)
     model.timings = Timings()
-    options = TranscribeOptions(batch_size=batch_size, max_new_tokens=tokens)
-    with PeakMemory(model.device) as memory:
-        started = time.perf_counter()
-        (result,) = transcribe_files(model, [path], options)
-        run.wall_seconds = time.perf_counter() - started
+    options = TranscribeOptions(batch_size=batch_size, stop_loops=not forced)
+    default_budget = transcribe_module.token_budget
+    if forced:
+        transcribe_module.token_budget = lambda _model, seconds, _options: speech_tokens(seconds)
+    try:
+        with PeakMemory(model.device) as memory:
+            started = time.perf_counter()
+            (result,) = transcribe_files(model, [path], options)
+            run.wall_seconds = time.perf_counter() - started
+    finally:
+        transcribe_module.token_budget = default_budget
     run.tokens = [s.tokens for s in result.transcript.segments]
     run.stages, run.peak_memory_mb, model.timings = dict(model.timings), memory.peak / 2**20, None
     return run
@@ -278,6 +318,8 @@ def workload_report(reference: Run, engine: Run, agree: bool | None) -> dict:
         "reference_rtfx": round(reference.rtfx, 1),
         "tinyaudio_rtfx": round(engine.rtfx, 1),
         "speedup": round(engine.rtfx / reference.rtfx, 1),
+        "reference_tokens_generated": sum(len(t) for t in reference.tokens),
+        "tinyaudio_tokens_generated": sum(len(t) for t in engine.tokens),
         "reference_time_shares": shares(reference),
         "tinyaudio_time_shares": shares(engine),
         "reference_peak_memory_mb": round(reference.peak_memory_mb),
@@ -297,6 +339,10 @@ def print_report(report: dict) -> None:
         print(
             f"   tinyaudio      {w['tinyaudio_wall_seconds']:8.2f} s   RTFx {w['tinyaudio_rtfx']:8.1f}"
             f"   peak {w['tinyaudio_peak_memory_mb']} MB"
+        )
+        print(
+            f"   tokens generated: reference {w['reference_tokens_generated']}, "
+            f"tinyaudio {w['tinyaudio_tokens_generated']}"
         )
         print(
             f"   speed-up {w['speedup']}x; transcripts agree in reference mode: "
@@ -320,14 +366,6 @@ def main() -> None:
     parser.add_argument("--model", help="a real checkpoint instead of random weights")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument(
-        "--tokens",
-        type=int,
-        default=None,
-        help="tokens generated per clip or segment (default: 24 exactly with random weights; with --model each "
-        "side stops at <|im_end|> within its usual limit: the config's for the reference way, tinyaudio's "
-        "per-segment budget)",
-    )
     parser.add_argument("--clips", type=int, default=None)
     parser.add_argument("--long-minutes", type=float, default=20.0)
     args = parser.parse_args()
@@ -346,26 +384,26 @@ def main() -> None:
 
     pool = utterances(rng, 24)
     clips = short_clips(pool, rng, count)
-    recording = long_recording(pool, rng, args.long_minutes, work / "long.wav")
+    recording, speech = long_recording(pool, rng, args.long_minutes, work / "long.wav")
     recording_audio = load_audio(recording)
-    windows = [recording_audio[i : i + WINDOW_SAMPLES] for i in range(0, len(recording_audio), WINDOW_SAMPLES)]
-    tinyaudio_clips(model, clips[:2], 2, 2)  # warm-up: first-call allocations and kernel choices
+    windows = -(-len(recording_audio) // WINDOW_SAMPLES)
+    tinyaudio_clips(model, clips[:2], [2, 2], 2, True)  # warm-up: first-call allocations and kernel choices
 
-    workloads = {}
+    # random weights: as many tokens as the speech makes, on both sides; a real model: each stops by itself
+    # within its usual limit (the config's for the reference way, tinyaudio's per-segment budget)
     forced = not args.model
-    tokens = args.tokens or (24 if forced else None)
-    reference_tokens = tokens or model.config.max_new_tokens
-    reference = reference_way(model, clips, reference_tokens, forced)
-    engine = tinyaudio_clips(model, clips, tokens, batch_size)
-    check = tinyaudio_clips(model, clips, reference_tokens, batch_size, mode="reference")
+    clip_tokens = [speech_tokens(len(c) / SAMPLE_RATE) if forced else model.config.max_new_tokens for c in clips]
+    workloads = {}
+    reference = reference_way(model, clips, clip_tokens, forced)
+    engine = tinyaudio_clips(model, clips, clip_tokens if forced else None, batch_size, forced)
+    check = tinyaudio_clips(model, clips, clip_tokens, batch_size, forced, mode="reference")
     workloads["short_clips"] = workload_report(reference, engine, check.tokens == reference.tokens)
-    packed = tinyaudio_clips(model, clips, tokens, batch_size, pack=True)
+    packed = tinyaudio_clips(model, clips, clip_tokens if forced else None, batch_size, forced, pack=True)
     workloads["short_clips_packed"] = workload_report(reference, packed, None)
-    reference = reference_way(model, recording, reference_tokens, forced)
-    engine = tinyaudio_file(model, recording, tokens, batch_size, len(recording_audio) / SAMPLE_RATE)
-    workloads["long_recording"] = workload_report(reference, engine, None) | window_budget(
-        model, recording, len(windows)
-    )
+    long_tokens = window_tokens(speech, windows) if forced else [model.config.max_new_tokens] * windows
+    reference = reference_way(model, recording, long_tokens, forced)
+    engine = tinyaudio_file(model, recording, batch_size, len(recording_audio) / SAMPLE_RATE, forced)
+    workloads["long_recording"] = workload_report(reference, engine, None) | window_budget(model, recording, windows)
 
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -374,7 +412,7 @@ def main() -> None:
         "dtype": str(model.dtype),
         "model": args.model or ("random, real size" if args.real_size else "tiny test model"),
         "batch_size": batch_size,
-        "tokens_per_segment": tokens or "until <|im_end|>",
+        "tokens": f"{SPEECH_TOKENS_PER_SECOND:g} per second of speech, forced" if forced else "until <|im_end|>",
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
         "workloads": workloads,

@@ -41,6 +41,7 @@ class TranscribeOptions:
     batch_size: int = 8
     max_new_tokens: int | None = None  # None: a budget from each region's length
     vad: VadOptions | None = field(default_factory=VadOptions)  # None: one window from the start
+    stop_loops: bool = True  # a row repeating itself stops early (its text is cut at the loop)
 
 
 @dataclass
@@ -153,7 +154,7 @@ def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: Transcri
     for start in range(0, len(units), options.batch_size):
         chunk = units[start : start + options.batch_size]
         budgets = [token_budget(model, p.length / SAMPLE_RATE, options) for _, p, _ in chunk]
-        ids = model.generate_from_frames([frames for _, _, frames in chunk], options.mode, budgets, stop_loops=True)
+        ids = model.generate_from_frames([frames for _, _, frames in chunk], options.mode, budgets, options.stop_loops)
         for (file, placement, _), token_ids in zip(chunk, ids, strict=True):
             text, cut = guarded_text(model, token_ids)
             region = placement.region
