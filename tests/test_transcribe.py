@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import srt
+import torch
 import webvtt
 from conftest import probe_duration, run_ffmpeg
 from tinystack import build_checkpoint
@@ -23,6 +24,7 @@ from typer.testing import CliRunner
 from tinyaudio_cli.audio import load_audio
 from tinyaudio_cli.cli import app
 from tinyaudio_cli.model import load_model
+from tinyaudio_cli.model.decoding import REPEAT_CHECK_EVERY
 from tinyaudio_cli.transcribe import TranscribeOptions, cut_repetition, transcribe, transcribe_files
 
 FORMATS = ("txt", "srt", "vtt", "json", "tsv")
@@ -167,6 +169,21 @@ def test_windows_from_many_files_share_batches_without_changing_results(model, e
     assert [[s.tokens for s in r.transcript.segments] for r in one] == [
         [s.tokens for s in r.transcript.segments] for r in many
     ]
+
+
+def test_loops_stop_early_unless_turned_off(checkpoint, paused_speech):
+    stuck = load_model(str(checkpoint), device="cpu")
+    word = 42  # an LM that can only say one word: every segment is a loop
+    bias = torch.full((stuck.lm.lm_head.out_features,), -1e4)
+    bias[word] = 1e4
+    stuck.lm.lm_head.bias = torch.nn.Parameter(bias, requires_grad=False)
+    stopped = transcribe(stuck, paused_speech.path, TranscribeOptions(max_new_tokens=40))
+    full = transcribe(stuck, paused_speech.path, TranscribeOptions(max_new_tokens=40, stop_loops=False))
+    assert len(stopped.segments) == len(full.segments) == len(paused_speech.spans)
+    for early, whole in zip(stopped.segments, full.segments, strict=True):
+        assert whole.tokens == [word] * 40
+        assert early.tokens == [word] * REPEAT_CHECK_EVERY  # stopped at the first check
+        assert early.text == whole.text and early.repetition_cut and whole.repetition_cut
 
 
 def test_repetition_guard():
