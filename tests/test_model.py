@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 
@@ -113,6 +114,9 @@ def test_loaded_model_is_frozen_except_projector_and_round_trips(model, tmp_path
     assert not any(p.requires_grad for p in model.lm.parameters())
     assert model.audio_tokens_max == 375
     saved = model.save_pretrained(tmp_path / "again")
+    tokenizer_config = json.loads((saved / "tokenizer_config.json").read_text())
+    assert tokenizer_config["tokenizer_class"] == "PreTrainedTokenizerFast"  # the name transformers 4 knows too
+    assert not {"is_local", "local_files_only"} & set(tokenizer_config)
     again = load_model(str(saved), device="cpu")
     for (name, a), b in zip(model.projector.state_dict().items(), again.projector.state_dict().values(), strict=True):
         assert torch.equal(a, b), name

@@ -14,6 +14,7 @@ Two attention modes, both computed by the same code:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ from .projector import MOSAProjector
 AttentionMode = Literal["reference", "trimmed"]
 ATTENTION_MODES: tuple[AttentionMode, ...] = ("reference", "trimmed")
 DEFAULT_MODE: AttentionMode = "trimmed"
+# transformers 5 records how a tokenizer was loaded and names its fast class TokenizersBackend; a saved
+# checkpoint drops the former and uses the older name (the same class in 5.x) so transformers 4 loads it too
+TOKENIZER_LOAD_KEYS = ("is_local", "local_files_only")
+TOKENIZER_CLASS_NAMES = {"TokenizersBackend": "PreTrainedTokenizerFast"}
 
 
 @dataclass
@@ -325,9 +330,20 @@ class TinyAudioModel(nn.Module):
         self.config.model_dtype = str(dtype or self.dtype).removeprefix("torch.")
         self.config.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
+        portable_tokenizer_config(folder / "tokenizer_config.json")
         self.feature_extractor.save_pretrained(folder)
         self.lm.generation_config.save_pretrained(folder)
         return folder
+
+
+def portable_tokenizer_config(path: Path) -> None:
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config = {key: value for key, value in config.items() if key not in TOKENIZER_LOAD_KEYS}
+    if config.get("tokenizer_class") in TOKENIZER_CLASS_NAMES:
+        config["tokenizer_class"] = TOKENIZER_CLASS_NAMES[config["tokenizer_class"]]
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def build_prompt(tokenizer, config: TinyAudioConfig) -> Prompt:
