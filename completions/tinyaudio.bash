@@ -117,7 +117,7 @@ _tinyaudio_transcribe() {
         --model|-m|--output-dir|-o) _tinyaudio_dirs "$cur"; return ;;
     esac
     if [[ $cur != -* ]] && _tinyaudio_transcribe_argument; then return; fi
-    _tinyaudio_words "--batch-size --device --dtype --ext --format --help --json --max-cue-duration --max-line-count --max-line-width --max-new-tokens --model --no-vad --output-dir --overwrite --quiet --reference-mode --srt --txt --vtt -f -h -m -o -q" "$cur"
+    _tinyaudio_words "--batch-size --device --dtype --ext --format --help --json --max-cue-duration --max-line-count --max-line-width --max-new-tokens --model --no-vad --output-dir --overwrite --pack --quiet --reference-mode --srt --txt --vtt -f -h -m -o -q" "$cur"
 }
 
 _tinyaudio_transcribe_argument() {

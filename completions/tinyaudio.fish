@@ -160,6 +160,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l model -s m 
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l no-vad -d 'No voice detection: one window from the start of each file (at most 30 s).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l output-dir -s o -x -a '(__fish_complete_directories (commandline -ct))' -d 'Write under this folder, mirroring the input tree; \'-\' writes one format to stdout.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l overwrite -d 'Replace existing outputs (default: skip inputs already done).'
+complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l pack -d 'Pack a file\'s speech regions into shared 30 s encoder windows (fewer encoder passes; each region then hears its neighbours instead of silence, which costs accuracy, much of it for small models).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l quiet -s q -d 'No progress or summary, errors only.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l reference-mode -d 'Attend to the whole 30 s window, padding included, as the reference implementation does.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l srt -d 'Same as -f srt.'

@@ -174,6 +174,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--no-vad'); Help = 'No voice detection: one window from the start of each file (at most 30 s).'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--output-dir', '-o'); Help = 'Write under this folder, mirroring the input tree; ''-'' writes one format to stdout.'; Value = $true; Choices = @(); Paths = 'dir' },
                 @{ Names = @('--overwrite'); Help = 'Replace existing outputs (default: skip inputs already done).'; Value = $false; Choices = @(); Paths = '' },
+                @{ Names = @('--pack'); Help = 'Pack a file''s speech regions into shared 30 s encoder windows (fewer encoder passes; each region then hears its neighbours instead of silence, which costs accuracy, much of it for small models).'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--quiet', '-q'); Help = 'No progress or summary, errors only.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--reference-mode'); Help = 'Attend to the whole 30 s window, padding included, as the reference implementation does.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--srt'); Help = 'Same as -f srt.'; Value = $false; Choices = @(); Paths = '' },

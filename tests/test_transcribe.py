@@ -215,6 +215,9 @@ def test_regions_are_packed_into_full_windows_without_pauses(model, long_speech,
         vad_windows = list(iter_speech_windows(stream_audio(speech.path)))
         regions = [r for w in vad_windows for r in w.regions]
         packed = list(pack_regions(0, vad_windows, model.samples_per_token))
+        alone = list(pack_regions(0, vad_windows, model.samples_per_token, pack=False))
+        assert [[p.region for p in w.placements] for w in alone] == [[r] for r in regions]
+        assert all(w.placements[0].offset == 0 for w in alone)
         assert [p.region for w in packed for p in w.placements] == regions
         speech_seconds = sum(r.end - r.start for r in regions)
         assert len(packed) <= int(speech_seconds // 30) + 2

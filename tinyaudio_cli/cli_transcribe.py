@@ -18,6 +18,7 @@ from .audio import find_media
 from .cli import (
     INPUT_PANEL,
     OUTPUT_PANEL,
+    PERF_PANEL,
     BatchSizeOption,
     DeviceOption,
     DtypeOption,
@@ -105,6 +106,15 @@ def transcribe(
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     batch_size: BatchSizeOption = 8,
+    pack: Annotated[
+        bool,
+        typer.Option(
+            "--pack",
+            help="Pack a file's speech regions into shared 30 s encoder windows (fewer encoder passes; each region "
+            "then hears its neighbours instead of silence, which costs accuracy, much of it for small models).",
+            rich_help_panel=PERF_PANEL,
+        ),
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Transcribe media files or whole folders to txt, SRT, VTT, JSON or TSV.
@@ -140,6 +150,7 @@ def transcribe(
             device=device,
             dtype=dtype,
             batch_size=batch_size,
+            pack=pack,
             quiet=quiet,
             console=console,
         )
@@ -176,6 +187,7 @@ def run_transcribe(
     batch_size: int,
     quiet: bool,
     console: Console,
+    pack: bool = False,
 ) -> int:
     """Transcribe, write, summarise; the exit code. Under torchrun every rank plans the same outputs, takes
     its share of the files still to do (balanced by file size, a cheap stand-in for duration that needs no
@@ -204,6 +216,7 @@ def run_transcribe(
             "device": device,
             "dtype": dtype,
             "batch_size": batch_size,
+            "pack": pack,
         }
         quiet_here = quiet or rank != 0  # progress and per-file lines from rank 0 only
         done, failed, streamed = _transcribe_share(
@@ -268,6 +281,7 @@ def _transcribe_share(
         batch_size=settings["batch_size"],
         max_new_tokens=settings["max_new_tokens"],
         vad=VadOptions() if settings["vad"] else None,
+        pack=settings["pack"],
     )
     started = time.perf_counter()
     with _progress(console, quiet) as progress:

@@ -42,6 +42,9 @@ class TranscribeOptions:
     max_new_tokens: int | None = None  # None: a budget from each region's length
     vad: VadOptions | None = field(default_factory=VadOptions)  # None: one window from the start
     stop_loops: bool = True  # a row repeating itself stops early (its text is cut at the loop)
+    # pack a file's speech regions into shared encoder windows: fewer encoder passes, but each region then hears
+    # its neighbours instead of the silence it was trained with, which costs small models much accuracy
+    pack: bool = False
 
 
 @dataclass
@@ -105,8 +108,9 @@ def speech_windows(path: Path, options: TranscribeOptions, on_samples: Callable[
         yield from iter_speech_windows(blocks, options.vad)
 
 
-def pack_regions(file: int, windows: Iterable[SpeechWindow], align: int) -> Iterator[EncoderWindow]:
-    """Speech regions, in order and without the pauses between them, packed into full windows."""
+def pack_regions(file: int, windows: Iterable[SpeechWindow], align: int, pack: bool = True) -> Iterator[EncoderWindow]:
+    """Speech regions, in order and without the pauses between them, packed into full windows (`pack`), or
+    each at the start of a window of its own, as a model sees a clip in training."""
     parts: list[np.ndarray] = []
     placements: list[Placement] = []
     end = 0
@@ -115,7 +119,7 @@ def pack_regions(file: int, windows: Iterable[SpeechWindow], align: int) -> Iter
             first = round((region.start - window.start) * SAMPLE_RATE)
             audio = window.samples[first : first + round((region.end - region.start) * SAMPLE_RATE)]
             offset = next_offset(end, align) if placements else 0
-            if placements and offset + len(audio) > WINDOW_SAMPLES:
+            if placements and (not pack or offset + len(audio) > WINDOW_SAMPLES):
                 yield _assemble(file, parts, placements, end)
                 parts, placements, offset = [], [], 0
             parts.append((offset, audio))
@@ -263,7 +267,7 @@ def _produce(
         if options.mode == "reference":
             encoder_windows = whole_windows(file, windows)
         else:
-            encoder_windows = pack_regions(file, windows, model.samples_per_token)
+            encoder_windows = pack_regions(file, windows, model.samples_per_token, options.pack)
         try:
             for window in encoder_windows:
                 if not put(("window", file, window)):
