@@ -40,7 +40,7 @@ _tinyaudio_download_argument() {
             *) ((count++)) ;;
         esac
     done
-    if ((count == 0)); then _tinyaudio_dirs "$cur"; return 0; fi
+    if ((count == 0)); then _tinyaudio_words "tiny-en" "$cur"; _tinyaudio_dirs "$cur"; return 0; fi
     return 1
 }
 
@@ -51,7 +51,8 @@ _tinyaudio_eval() {
         --dataset|-d) _tinyaudio_words "loquacious librispeech-clean librispeech-other tedlium gigaspeech spgispeech earnings22 ami voxpopuli common-voice peoples-speech" "$cur"; _tinyaudio_files "$cur"; return ;;
         --device) _tinyaudio_words "auto cpu cuda" "$cur"; return ;;
         --dtype) _tinyaudio_words "auto float32 bfloat16 float16" "$cur"; return ;;
-        --folder|--model|-m|--output-dir|-o) _tinyaudio_dirs "$cur"; return ;;
+        --folder|--output-dir|-o) _tinyaudio_dirs "$cur"; return ;;
+        --model|-m) _tinyaudio_words "tiny-en" "$cur"; _tinyaudio_dirs "$cur"; return ;;
     esac
     if [[ $cur != -* ]] && _tinyaudio_eval_argument; then return; fi
     _tinyaudio_words "--audio-column --batch-size --config --data-dir --dataset --device --dtype --folder --help --id-column --manifest --max-new-tokens --max-samples --model --no-normalize --output-dir --pack --quiet --reference-mode --seed --shuffle --split --text-column --warmup-batches -d -h -m -n -o -q" "$cur"
@@ -79,7 +80,7 @@ _tinyaudio_export_argument() {
             *) ((count++)) ;;
         esac
     done
-    if ((count == 0)); then _tinyaudio_dirs "$cur"; return 0; fi
+    if ((count == 0)); then _tinyaudio_words "tiny-en" "$cur"; _tinyaudio_dirs "$cur"; return 0; fi
     if ((count == 1)); then _tinyaudio_dirs "$cur"; return 0; fi
     return 1
 }
@@ -94,11 +95,12 @@ _tinyaudio_info_argument() { return 1; }
 _tinyaudio_train() {
     case $prev in
         --adam-beta1|--adam-beta2|--adam-epsilon|--batch-size|--eval-batch-size|--eval-loss-samples|--eval-steps|--eval-wer-samples|--experts|--grad-accum|--hidden-dim|--keep-last|--label-smoothing|--learning-rate|--log-steps|--mask-feature-length|--mask-feature-min-masks|--mask-feature-prob|--mask-time-length|--mask-time-min-masks|--mask-time-prob|--max-audio-seconds|--max-grad-norm|--max-steps|--projector-dropout|--save-steps|--seed|--set|--stop-after-steps|--system-prompt|--time-limit|--warmup-steps|--weight-decay) :; return ;;
-        --cache-dir|--encoder|--init-from|--llm|--output-dir|-o) _tinyaudio_dirs "$cur"; return ;;
+        --cache-dir|--encoder|--llm|--output-dir|-o) _tinyaudio_dirs "$cur"; return ;;
         --config|-c) _tinyaudio_files "$cur"; return ;;
         --data|--dev-data) _tinyaudio_words "loquacious librispeech-clean librispeech-other tedlium gigaspeech spgispeech earnings22 ami voxpopuli common-voice peoples-speech" "$cur"; _tinyaudio_files "$cur"; return ;;
         --device) _tinyaudio_words "auto cpu cuda" "$cur"; return ;;
         --dtype|--save-dtype) _tinyaudio_words "auto float32 bfloat16 float16" "$cur"; return ;;
+        --init-from) _tinyaudio_words "tiny-en" "$cur"; _tinyaudio_dirs "$cur"; return ;;
         --lr-scheduler) _tinyaudio_words "cosine linear constant constant_with_warmup cosine_with_restarts polynomial" "$cur"; return ;;
         --preset|-p) _tinyaudio_words "loquacious smoke tiny-en" "$cur"; return ;;
     esac
@@ -114,7 +116,8 @@ _tinyaudio_transcribe() {
         --device) _tinyaudio_words "auto cpu cuda" "$cur"; return ;;
         --dtype) _tinyaudio_words "auto float32 bfloat16 float16" "$cur"; return ;;
         --format|-f) _tinyaudio_words "txt srt vtt json tsv all" "$cur"; return ;;
-        --model|-m|--output-dir|-o) _tinyaudio_dirs "$cur"; return ;;
+        --model|-m) _tinyaudio_words "tiny-en" "$cur"; _tinyaudio_dirs "$cur"; return ;;
+        --output-dir|-o) _tinyaudio_dirs "$cur"; return ;;
     esac
     if [[ $cur != -* ]] && _tinyaudio_transcribe_argument; then return; fi
     _tinyaudio_words "--batch-size --device --dtype --ext --format --help --json --max-cue-duration --max-line-count --max-line-width --max-new-tokens --model --no-vad --output-dir --overwrite --pack --quiet --reference-mode --srt --txt --vtt -f -h -m -o -q" "$cur"

@@ -39,7 +39,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from download' -l quiet -s q -d
 complete -c tinyaudio -n '__fish_seen_subcommand_from download' -l revision -x -d 'Branch, tag or commit of the checkpoint (or dataset).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from download' -l split -x -d 'Split of --dataset (default: the registry\'s).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from download' -l token -x -d 'Hugging Face token for private, gated or pushed-to repos (default: HF_TOKEN or the saved login).'
-complete -c tinyaudio -n '__tinyaudio_at_argument download --cache-dir --config --dataset --exclude --include --local-dir --revision --split --token' -a '(__fish_complete_directories (commandline -ct))'
+complete -c tinyaudio -n '__tinyaudio_at_argument download --cache-dir --config --dataset --exclude --include --local-dir --revision --split --token' -a 'tiny-en' -a '(__fish_complete_directories (commandline -ct))'
 
 # eval
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l audio-column -x -d 'Column holding the audio.'
@@ -55,7 +55,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l id-column -x -d '
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l manifest -r -F -d 'A JSONL/CSV/TSV manifest with \'audio\' (relative to it), \'text\' and optional \'id\' fields.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l max-new-tokens -x -d 'Token limit per segment (default: a budget from the segment\'s length, at most the model\'s).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l max-samples -s n -x -d 'Evaluate the first N samples only.'
-complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l model -s m -x -a '(__fish_complete_directories (commandline -ct))' -d 'Checkpoint: Hub id or local folder; repeat to compare models on the same samples.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l model -s m -x -a 'tiny-en' -a '(__fish_complete_directories (commandline -ct))' -d 'Checkpoint: Hub id or local folder; repeat to compare models on the same samples.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l no-normalize -d 'Score raw text: no Whisper English normaliser, so case and punctuation count as errors.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l output-dir -s o -x -a '(__fish_complete_directories (commandline -ct))' -d 'Write summary.json, predictions.jsonl and wer_by_duration.png here (a subfolder per model when comparing).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l pack -d 'Pack several short clips into one 30 s encoder window (far fewer encoder passes; each clip then hears its neighbours instead of silence, which can change results slightly).'
@@ -76,6 +76,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from export' -l private -d 'Cre
 complete -c tinyaudio -n '__fish_seen_subcommand_from export' -l push-to-hub -x -d 'Then upload the folder to this Hub repo, created if needed.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from export' -l quiet -s q -d 'No progress or summary, errors only.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from export' -l token -x -d 'Hugging Face token for private, gated or pushed-to repos (default: HF_TOKEN or the saved login).'
+complete -c tinyaudio -n '__tinyaudio_at_argument export --dtype --eval-summary --license --push-to-hub --token' -a 'tiny-en' -a '(__fish_complete_directories (commandline -ct))'
 complete -c tinyaudio -n '__tinyaudio_at_argument export --dtype --eval-summary --license --push-to-hub --token' -a '(__fish_complete_directories (commandline -ct))'
 
 # info
@@ -107,7 +108,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from train' -l gradient-checkpo
 complete -c tinyaudio -n '__fish_seen_subcommand_from train' -l no-gradient-checkpointing -d 'Recompute LM activations in the backward pass (less memory). (default off)'
 complete -c tinyaudio -n '__fish_seen_subcommand_from train' -l help -s h -d 'Show this message and exit.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from train' -l hidden-dim -x -d 'Hidden size of each projector expert (default 4096).'
-complete -c tinyaudio -n '__fish_seen_subcommand_from train' -l init-from -x -a '(__fish_complete_directories (commandline -ct))' -d 'Continue from this checkpoint\'s projector (folder or Hub id); its bases and projector shape win.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from train' -l init-from -x -a 'tiny-en' -a '(__fish_complete_directories (commandline -ct))' -d 'Continue from this checkpoint\'s projector (folder or Hub id); its bases and projector shape win.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from train' -l keep-last -x -d 'Checkpoints kept (0: all). (default 5)'
 complete -c tinyaudio -n '__fish_seen_subcommand_from train' -l label-smoothing -x -d 'Label smoothing of the cross-entropy. (default 0.0)'
 complete -c tinyaudio -n '__fish_seen_subcommand_from train' -l learning-rate -x -d 'Peak learning rate (AdamW). (default 0.0001)'
@@ -156,7 +157,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l max-cue-dur
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l max-line-count -x -d 'Subtitle lines per cue.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l max-line-width -x -d 'Subtitle characters per line.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l max-new-tokens -x -d 'Token limit per segment (default: a budget from the segment\'s length, at most the model\'s).'
-complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l model -s m -x -a '(__fish_complete_directories (commandline -ct))' -d 'Checkpoint: Hub id or local folder.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l model -s m -x -a 'tiny-en' -a '(__fish_complete_directories (commandline -ct))' -d 'Checkpoint: Hub id or local folder.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l no-vad -d 'No voice detection: one window from the start of each file (at most 30 s).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l output-dir -s o -x -a '(__fish_complete_directories (commandline -ct))' -d 'Write under this folder, mirroring the input tree; \'-\' writes one format to stdout.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l overwrite -d 'Replace existing outputs (default: skip inputs already done).'

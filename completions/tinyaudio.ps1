@@ -34,7 +34,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--token'); Help = 'Hugging Face token for private, gated or pushed-to repos (default: HF_TOKEN or the saved login).'; Value = $true; Choices = @(); Paths = '' }
             )
             Arguments = @(
-                @{ Variadic = $false; Choices = @(); Paths = 'dir' }
+                @{ Variadic = $false; Choices = @('tiny-en'); Paths = 'dir' }
             )
         }
         'eval' = @{
@@ -53,7 +53,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--manifest'); Help = 'A JSONL/CSV/TSV manifest with ''audio'' (relative to it), ''text'' and optional ''id'' fields.'; Value = $true; Choices = @(); Paths = 'file' },
                 @{ Names = @('--max-new-tokens'); Help = 'Token limit per segment (default: a budget from the segment''s length, at most the model''s).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--max-samples', '-n'); Help = 'Evaluate the first N samples only.'; Value = $true; Choices = @(); Paths = '' },
-                @{ Names = @('--model', '-m'); Help = 'Checkpoint: Hub id or local folder; repeat to compare models on the same samples.'; Value = $true; Choices = @(); Paths = 'dir' },
+                @{ Names = @('--model', '-m'); Help = 'Checkpoint: Hub id or local folder; repeat to compare models on the same samples.'; Value = $true; Choices = @('tiny-en'); Paths = 'dir' },
                 @{ Names = @('--no-normalize'); Help = 'Score raw text: no Whisper English normaliser, so case and punctuation count as errors.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--output-dir', '-o'); Help = 'Write summary.json, predictions.jsonl and wer_by_duration.png here (a subfolder per model when comparing).'; Value = $true; Choices = @(); Paths = 'dir' },
                 @{ Names = @('--pack'); Help = 'Pack several short clips into one 30 s encoder window (far fewer encoder passes; each clip then hears its neighbours instead of silence, which can change results slightly).'; Value = $false; Choices = @(); Paths = '' },
@@ -81,7 +81,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--token'); Help = 'Hugging Face token for private, gated or pushed-to repos (default: HF_TOKEN or the saved login).'; Value = $true; Choices = @(); Paths = '' }
             )
             Arguments = @(
-                @{ Variadic = $false; Choices = @(); Paths = 'dir' },
+                @{ Variadic = $false; Choices = @('tiny-en'); Paths = 'dir' },
                 @{ Variadic = $false; Choices = @(); Paths = 'dir' }
             )
         }
@@ -119,7 +119,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--gradient-checkpointing', '--no-gradient-checkpointing'); Help = 'Recompute LM activations in the backward pass (less memory). (default off)'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--help', '-h'); Help = 'Show this message and exit.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--hidden-dim'); Help = 'Hidden size of each projector expert (default 4096).'; Value = $true; Choices = @(); Paths = '' },
-                @{ Names = @('--init-from'); Help = 'Continue from this checkpoint''s projector (folder or Hub id); its bases and projector shape win.'; Value = $true; Choices = @(); Paths = 'dir' },
+                @{ Names = @('--init-from'); Help = 'Continue from this checkpoint''s projector (folder or Hub id); its bases and projector shape win.'; Value = $true; Choices = @('tiny-en'); Paths = 'dir' },
                 @{ Names = @('--keep-last'); Help = 'Checkpoints kept (0: all). (default 5)'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--label-smoothing'); Help = 'Label smoothing of the cross-entropy. (default 0.0)'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--learning-rate'); Help = 'Peak learning rate (AdamW). (default 0.0001)'; Value = $true; Choices = @(); Paths = '' },
@@ -170,7 +170,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--max-line-count'); Help = 'Subtitle lines per cue.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--max-line-width'); Help = 'Subtitle characters per line.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--max-new-tokens'); Help = 'Token limit per segment (default: a budget from the segment''s length, at most the model''s).'; Value = $true; Choices = @(); Paths = '' },
-                @{ Names = @('--model', '-m'); Help = 'Checkpoint: Hub id or local folder.'; Value = $true; Choices = @(); Paths = 'dir' },
+                @{ Names = @('--model', '-m'); Help = 'Checkpoint: Hub id or local folder.'; Value = $true; Choices = @('tiny-en'); Paths = 'dir' },
                 @{ Names = @('--no-vad'); Help = 'No voice detection: one window from the start of each file (at most 30 s).'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--output-dir', '-o'); Help = 'Write under this folder, mirroring the input tree; ''-'' writes one format to stdout.'; Value = $true; Choices = @(); Paths = 'dir' },
                 @{ Names = @('--overwrite'); Help = 'Replace existing outputs (default: skip inputs already done).'; Value = $false; Choices = @(); Paths = '' },

@@ -208,6 +208,9 @@ def bash_complete(words: list[str], cwd: Path) -> list[str]:
         (["tinyaudio", "export", "ckpt", "out", "--p"], ["--private", "--push-to-hub"]),
         (["tinyaudio", "train", "--no-tf"], ["--no-tf32"]),
         (["tinyaudio", "train", "--preset", "t"], ["tiny-en"]),
+        (["tinyaudio", "transcribe", "-m", "t"], ["tiny-en"]),  # a shipped model's short name, or a folder
+        (["tinyaudio", "transcribe", "-m", "c"], ["clips"]),
+        (["tinyaudio", "download", "t"], ["tiny-en"]),
         (["tinyaudio", "info", "-"], ["--help", "--json", "-h"]),
     ],
 )

@@ -41,11 +41,15 @@ from tinyaudio_cli.errors import TinyAudioError
 from tinyaudio_cli.evaldata import DATASETS, cached_snapshot, iter_hub_dataset
 from tinyaudio_cli.hub import hub_errors, read_eval_summary, remote_code
 from tinyaudio_cli.model import load_model
-from tinyaudio_cli.model.loading import HUB_PATTERNS
+from tinyaudio_cli.model.config import TinyAudioConfig
+from tinyaudio_cli.model.loading import BUNDLED_MODELS, HUB_PATTERNS
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL, GATED, PUSHED = "tiny/audio-model", "tiny/gated", "me/exported-asr"  # hyphens: module names survive them
 BASES = {"audio": "tiny/whisper", "text": "tiny/lm"}
+BUNDLED = "tiny-en"
+BUNDLED_CONFIG = TinyAudioConfig.from_dict(json.loads((BUNDLED_MODELS[BUNDLED] / "config.json").read_text()))
+BUNDLED_BASES = {"audio": BUNDLED_CONFIG.audio_model_id, "text": BUNDLED_CONFIG.text_model_id}
 LOQUACIOUS = DATASETS["loquacious"].path
 FOREIGN_MAP = {"auto_map": {"AutoProcessor": "asr_processing.ASRProcessor"}}  # code the export does not ship
 BIG_FILE = "extra-weights.safetensors"  # fetched (it matches HUB_PATTERNS) but never read
@@ -156,6 +160,8 @@ def hub(stack: dict[str, Path]) -> Iterator[HubStandIn]:
         server.add(BASES["audio"], stack["audio"])
         server.add(BASES["text"], stack["text"])
         server.add(MODEL, stack["twin"])
+        for kind, repo_id in BUNDLED_BASES.items():  # tiny stand-ins under the real ids of tiny-en's bases
+            server.add(repo_id, stack[kind])
         server.interrupt_once((stack["text"] / BIG_FILE).read_bytes())
         server.add(GATED, stack["twin"], gated=True)
         shard = [{"ID": f"utt-{i}", "wav": wav_bytes(0.5), "text": "hello", "duration": 0.5} for i in range(2)]
@@ -200,6 +206,7 @@ def online(hub: HubStandIn, stack: dict[str, Path], source_wav: Path, tmp_path_f
         cli("dry_filtered", "download", MODEL, "--dry-run", "--exclude", "*.safetensors", "--include", "*.json"),
         cli("dry_local", "download", stack["twin"], "--dry-run"),
         cli("download", "download", MODEL),
+        cli("bundled", "download", BUNDLED, "--cache-dir", root / "bundled-cache"),
         cli("local_dir", "download", MODEL, "--local-dir", root / "local"),
         cli("unknown", "download", "nobody/nothing"),
         cli("gated", "download", GATED, "--cache-dir", root / "gated-cache"),
@@ -242,6 +249,20 @@ def test_download_fetches_the_checkpoint_and_what_tinyaudio_reads_of_its_bases(o
     assert "normalizer.json" in cached_files(cache, BASES["audio"])
     assert run["stdout"].strip().endswith(str(next((cache / "models--tiny--audio-model" / "snapshots").iterdir())))
     assert not hub.unknown, f"the stand-in lacks routes the client used: {hub.unknown}"
+
+
+def test_download_of_a_shipped_model_fetches_its_bases(online, stack):
+    run = online["results"]["bundled"]
+    assert run["code"] == 0, run["stderr"]
+    assert f"{BUNDLED}: shipped with tinyaudio" in run["stderr"].replace("\n", "")
+    assert run["stdout"].strip() == str(BUNDLED_MODELS[BUNDLED])
+    cache = online["root"] / "bundled-cache"
+    for kind, repo_id in BUNDLED_BASES.items():
+        in_repo = [p.relative_to(stack[kind]).as_posix() for p in stack[kind].rglob("*") if p.is_file()]
+        assert cached_files(cache, repo_id) == set(filter_repo_objects(in_repo, allow_patterns=HUB_PATTERNS[kind]))
+    assert sorted(p.name for p in cache.iterdir() if p.name.startswith("models--")) == sorted(
+        f"models--{repo_id.replace('/', '--')}" for repo_id in BUNDLED_BASES.values()
+    )
 
 
 def test_downloaded_model_transcribes_offline(offline, reference):

@@ -33,7 +33,8 @@ def download(
     model: Annotated[
         str | None,
         typer.Argument(
-            help=f"Checkpoint: Hub id, or a local checkpoint whose bases to fetch. \\[default: {DEFAULT_MODEL}]",
+            help=f"Checkpoint: Hub id, or a shipped (tiny-en) or local checkpoint whose bases to fetch. "
+            f"\\[default: {DEFAULT_MODEL}]",
             envvar=MODEL_ENV,
             show_default=False,
         ),
@@ -102,6 +103,8 @@ def download(
 
       tinyaudio download mazesmazes/tiny-audio --dry-run
 
+      tinyaudio download tiny-en
+
       tinyaudio download my-org/my-asr --revision v2 --token hf_xxx
 
       tinyaudio download --dataset loquacious --split test --config medium
@@ -136,7 +139,9 @@ def download(
         return
     if not quiet:
         show_summary(plan)
-    if plan.repos and plan.repos[0].location is not None:
+    if plan.checkpoint_dir is not None:
+        stdout.print(str(plan.checkpoint_dir))
+    elif plan.repos and plan.repos[0].location is not None:
         stdout.print(str(plan.repos[0].location))
 
 

@@ -86,13 +86,14 @@ def value_hints() -> dict[tuple[str, str], Values]:
     otherwise, so a renamed option cannot silently lose its completion.
     """
     from .evaldata import DATASETS
-    from .model.loading import DTYPES
+    from .model.loading import BUNDLED_MODELS, DTYPES
     from .train import DTYPE_CHOICES, PRESETS, SCHEDULERS
     from .writers import ALL_FORMATS, FORMATS
 
     folder, any_path = Values(paths="dir"), Values(paths="file")
     datasets = tuple(DATASETS)
     load_dtypes = Values(("auto", *DTYPES))  # what load_model accepts
+    checkpoint = Values(tuple(BUNDLED_MODELS), "dir")  # a model shipped with tinyaudio, or a local folder
     return {
         ("*", "device"): Values(DEVICES),
         ("transcribe", "formats"): Values((*FORMATS, ALL_FORMATS)),
@@ -108,14 +109,14 @@ def value_hints() -> dict[tuple[str, str], Values]:
         ("train", "train_data"): Values(datasets, "file"),
         ("train", "dev_data"): Values(datasets, "file"),
         ("download", "dataset"): Values(datasets),
-        # a Hub id or a local folder: only the folder can be completed
-        ("transcribe", "model"): folder,
-        ("eval", "models"): folder,
-        ("download", "model"): folder,
-        ("export", "checkpoint"): folder,
+        # a shipped short name, a Hub id or a local folder: Hub ids cannot be completed
+        ("transcribe", "model"): checkpoint,
+        ("eval", "models"): checkpoint,
+        ("download", "model"): checkpoint,
+        ("export", "checkpoint"): checkpoint,
+        ("train", "init_from"): checkpoint,
         ("train", "encoder"): folder,
         ("train", "llm"): folder,
-        ("train", "init_from"): folder,
         # paths typed as `str` (transcribe's "-" means stdout) or as a `Path` that must be a folder
         ("transcribe", "output_dir"): folder,
         ("eval", "output_dir"): folder,

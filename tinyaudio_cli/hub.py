@@ -93,6 +93,7 @@ class DownloadPlan:
     dry_run: bool
     skipped: dict[str, str] = field(default_factory=dict)  # base id → why it needs no download
     bases_env: str | None = None  # TINYAUDIO_BASES value for bases fetched into a --local-dir
+    checkpoint_dir: Path | None = None  # a checkpoint that was local (or shipped) already
 
     @property
     def size(self) -> int:
@@ -348,21 +349,24 @@ def download_model(
 ) -> DownloadPlan:
     """Fetch a checkpoint and the parts of its bases tinyaudio reads; with dry_run, only list them.
 
-    `model_id` may also be a local checkpoint folder: then only its bases are fetched. Bases that are local
+    `model_id` may also be a local checkpoint folder or the short name of one shipped with tinyaudio
+    (`tiny-en`): then only its bases are fetched. Bases that are local
     folders or mapped by TINYAUDIO_BASES need nothing. `include`/`exclude` filter every repo's files. With
     `local_dir`, the checkpoint goes there and each base to `local_dir/bases/OWNER--NAME` (see `bases_env`).
     """
     from huggingface_hub import HfApi
 
     from .model.config import TinyAudioConfig
-    from .model.loading import parse_bases
+    from .model.loading import BUNDLED_MODELS, parse_bases
 
     fetcher = _Fetcher(HfApi(token=token), include, exclude, cache_dir, dry_run)
     plan = DownloadPlan([], dry_run)
     local_root = Path(local_dir).expanduser() if local_dir else None
-    if Path(model_id).expanduser().is_dir():
-        plan.skipped[model_id] = "a local folder"
-        config = TinyAudioConfig.from_dict(_config_dict(Path(model_id).expanduser()))
+    bundled = BUNDLED_MODELS.get(model_id)
+    if bundled is not None or Path(model_id).expanduser().is_dir():
+        plan.skipped[model_id] = "shipped with tinyaudio" if bundled else "a local folder"
+        plan.checkpoint_dir = bundled or Path(model_id).expanduser()
+        config = TinyAudioConfig.from_dict(_config_dict(plan.checkpoint_dir))
     else:
         checkpoint = fetcher.model_repo(model_id, "checkpoint", revision, local_root)
         plan.repos.append(checkpoint)
