@@ -367,7 +367,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # Whisper tiny.en + SmolLM2-135M-Instruct on a CPU: encoder outputs cached (so no SpecAugment), a projector
     # of 8.4 MB in float16; the settings the shipped tiny-en model was trained with (its model card has the
-    # commands: 500 steps, then 3000 more from there on a 4000-step schedule, on 4000 espeak-ng utterances)
+    # commands: 500 steps and 3000 more on 4000 espeak-ng utterances, then 1000 at lr 3e-4 with recordings
+    # made by recipes/augment_speech.py mixed in)
     "tiny-en": {
         "encoder": TINY_EN_AUDIO_MODEL,
         "llm": TINY_EN_TEXT_MODEL,
