@@ -6,6 +6,7 @@ Skipped with a reason when the shared material or the built bases are absent (.c
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -13,7 +14,10 @@ import sys
 from pathlib import Path
 
 import jiwer
+import numpy as np
 import pytest
+import soundfile as sf
+import srt
 from conftest import need, run_ffmpeg
 
 from tinyaudio_cli.model.loading import BUNDLED_MODELS
@@ -31,9 +35,11 @@ SENTENCES = [
     ("My grandmother likes books more than questions.", "en-gb+f1", 160),
     ("Where did you put the dark table?", "en-029+m1", 152),
 ]
-# measured 0.286 here (2026-11-25: 6 of 21 words wrong, all content words); 36.84 % on 360 held-out
-# utterances; the bound leaves room for other espeak-ng and ffmpeg builds
-MAX_WER = 0.45
+# measured 2026-11-25: 0.43 for the sentences alone (9 of 21 words wrong, all content words) and 0.29 in the
+# recording (the model as first shipped, trained on clean clips only: 0.29 alone, 1.19 in the recording);
+# 34.89 % on 360 held-out utterances. The bound leaves room for other espeak-ng and ffmpeg builds.
+MAX_WER = 0.55
+PAUSES = (0.8, 1.0, 1.3, 0.6)  # seconds of silence before, between and after the sentences of the recording
 
 pytestmark = [
     pytest.mark.slow,
@@ -43,25 +49,44 @@ pytestmark = [
 
 
 def test_tiny_en_transcribes_real_speech_in_mp4s(tmp_path):
-    """One sentence per video, as espeak-ng speaks it. tiny-en was trained on clips that start with the speech:
-    a region with silence before it (the VAD's padding in a longer recording) throws it off (see README)."""
+    """Each sentence alone in a video, and all of them in one recording with pauses around and between them
+    (the voice detector's regions then carry silence before and after the speech)."""
     need("ffmpeg", "espeak-ng")
     videos = tmp_path / "videos"
     videos.mkdir()
+    spoken = []
     for index, (sentence, voice, speed) in enumerate(SENTENCES):
         wav = tmp_path / f"{index}.wav"
         subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", wav, sentence], check=True)
-        run_ffmpeg(
-            "-f", "lavfi", "-i", "color=c=black:s=64x64:r=10", "-i", wav, "-shortest",
-            "-c:v", "mpeg4", "-c:a", "aac", "-ac", "2", "-ar", "44100", videos / f"talk{index}.mp4",
-        )  # fmt: skip
+        to_mp4(wav, videos / f"talk{index}.mp4")
+        audio, rate = sf.read(wav, dtype="float32")
+        spoken.append(audio)
+    pauses = [np.zeros(int(seconds * rate), np.float32) for seconds in PAUSES]
+    meeting = np.concatenate([pauses[0], *(part for pair in zip(spoken, pauses[1:], strict=True) for part in pair)])
+    sf.write(tmp_path / "meeting.wav", meeting, rate)
+    to_mp4(tmp_path / "meeting.wav", videos / "meeting.mp4")
+
     env = {**os.environ, "TINYAUDIO_BASES": BASES, "HF_HUB_OFFLINE": "1"}
     command = [sys.executable, "-m", "tinyaudio_cli", "transcribe", str(videos), "--srt", "--json", "-m", "tiny-en"]
     result = subprocess.run([*command, "-q"], capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr
-    texts = []
-    for index in range(len(SENTENCES)):
-        assert (videos / f"talk{index}.srt").read_text().startswith("1\n")
-        texts.append(json.loads((videos / f"talk{index}.json").read_text())["text"])
-    wer = jiwer.wer(normalize_text(" ".join(s for s, _, _ in SENTENCES)), normalize_text(" ".join(texts)))
-    assert wer <= MAX_WER, f"WER {wer:.2f}: {texts!r}"
+    reference = normalize_text(" ".join(sentence for sentence, _, _ in SENTENCES))
+    alone = [json.loads((videos / f"talk{index}.json").read_text())["text"] for index in range(len(SENTENCES))]
+    wer_alone = jiwer.wer(reference, normalize_text(" ".join(alone)))
+    assert wer_alone <= MAX_WER, f"WER {wer_alone:.2f}: {alone!r}"
+
+    cues = list(srt.parse((videos / "meeting.srt").read_text()))
+    assert cues and all(a.end <= b.start for a, b in itertools.pairwise(cues))
+    assert cues[-1].end.total_seconds() <= len(meeting) / rate + 0.1
+    together = json.loads((videos / "meeting.json").read_text())["text"]
+    assert normalize_text(" ".join(cue.content for cue in cues)) == normalize_text(together)
+    wer_together = jiwer.wer(reference, normalize_text(together))
+    assert wer_together <= MAX_WER, f"WER {wer_together:.2f}: {together!r}"
+
+
+def to_mp4(wav: Path, mp4: Path) -> None:
+    """A video with the speech as AAC stereo at 44.1 kHz beside a black picture."""
+    run_ffmpeg(
+        "-f", "lavfi", "-i", "color=c=black:s=64x64:r=10", "-i", wav, "-shortest",
+        "-c:v", "mpeg4", "-c:a", "aac", "-ac", "2", "-ar", "44100", mp4,
+    )  # fmt: skip
