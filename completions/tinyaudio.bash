@@ -55,7 +55,7 @@ _tinyaudio_eval() {
         --model|-m) _tinyaudio_words "tiny-en" "$cur"; _tinyaudio_dirs "$cur"; return ;;
     esac
     if [[ $cur != -* ]] && _tinyaudio_eval_argument; then return; fi
-    _tinyaudio_words "--audio-column --batch-size --config --data-dir --dataset --device --dtype --folder --help --id-column --manifest --max-new-tokens --max-samples --model --no-normalize --output-dir --pack --quiet --reference-mode --seed --shuffle --split --text-column --warmup-batches -d -h -m -n -o -q" "$cur"
+    _tinyaudio_words "--audio-column --batch-size --config --data-dir --dataset --device --dtype --folder --help --id-column --manifest --max-new-tokens --max-samples --model --no-normalize --output-dir --pack --quiet --reference-mode --seed --shuffle --split --text-column --vad --warmup-batches -d -h -m -n -o -q" "$cur"
 }
 
 _tinyaudio_eval_argument() { return 1; }

@@ -65,6 +65,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l seed -x -d 'Seed 
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l shuffle -d 'Shuffle before taking --max-samples (repeatable with --seed).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l split -x -d 'Dataset split (default: the set\'s test split).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l text-column -x -d 'Column holding the reference text.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l vad -d 'Transcribe every clip as `tinyaudio transcribe` does (voice detection, a window per speech region), not only clips over 30 s.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l warmup-batches -x -d 'Untimed runs of the first batch before timing starts.'
 
 # export

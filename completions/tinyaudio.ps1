@@ -63,6 +63,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--shuffle'); Help = 'Shuffle before taking --max-samples (repeatable with --seed).'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--split'); Help = 'Dataset split (default: the set''s test split).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--text-column'); Help = 'Column holding the reference text.'; Value = $true; Choices = @(); Paths = '' },
+                @{ Names = @('--vad'); Help = 'Transcribe every clip as `tinyaudio transcribe` does (voice detection, a window per speech region), not only clips over 30 s.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--warmup-batches'); Help = 'Untimed runs of the first batch before timing starts.'; Value = $true; Choices = @(); Paths = '' }
             )
             Arguments = @(

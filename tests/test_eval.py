@@ -275,3 +275,18 @@ def test_pack_shares_encoder_windows_and_scores_every_clip(
     assert summary_of(packed)["settings"]["pack"] is True and summary_of(alone)["settings"]["pack"] is False
     ids = [[row["id"] for row in read_jsonl(out / "predictions.jsonl")] for out in (packed, alone)]
     assert ids[0] == ids[1] and all(row["hypothesis"] is not None for row in read_jsonl(packed / "predictions.jsonl"))
+
+
+def test_vad_scores_what_transcribe_writes(manifest: Path, checkpoints: list[Path], tmp_path: Path) -> None:
+    """--vad sends every clip through transcribe's pipeline: each hypothesis is the text `transcribe` gives."""
+    result = invoke("--manifest", manifest, "-m", checkpoints[0], *FAST, "-o", tmp_path / "eval", "--vad")
+    assert result.exit_code == 0, result.output
+    assert summary_of(tmp_path / "eval")["settings"]["vad"] is True
+    predictions = read_jsonl(tmp_path / "eval" / "predictions.jsonl")
+    assert len(predictions) == 3 and all(row["long_form"] for row in predictions)
+    clips = sorted((manifest.parent / "clips").glob("*.wav"))
+    same = ["-m", str(checkpoints[0]), "--device", "cpu", "--dtype", "float32", "--max-new-tokens", "12"]
+    transcribed = runner.invoke(app, ["transcribe", *map(str, clips), *same, "--json", "-o", str(tmp_path / "tx")])
+    assert transcribed.exit_code == 0, transcribed.output
+    texts = [json.loads((tmp_path / "tx" / f"{clip.stem}.json").read_text())["text"] for clip in clips]
+    assert [row["hypothesis"] for row in predictions] == texts

@@ -157,6 +157,15 @@ def eval_command(
             rich_help_panel=PERF_PANEL,
         ),
     ] = False,
+    vad: Annotated[
+        bool,
+        typer.Option(
+            "--vad",
+            help="Transcribe every clip as `tinyaudio transcribe` does (voice detection, a window per speech "
+            "region), not only clips over 30 s. Whisper baselines still decode whole clips.",
+            rich_help_panel=MODEL_PANEL,
+        ),
+    ] = False,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     quiet: QuietOption = False,
@@ -195,6 +204,7 @@ def eval_command(
             normalize=not no_normalize,
             warmup_batches=warmup_batches,
             pack=pack,
+            vad=vad,
         )
         quiet_transformers()
         main = distributed.is_main()  # under torchrun, rank 0 shows progress and the merged results

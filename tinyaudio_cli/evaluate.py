@@ -2,8 +2,8 @@
 
 Every model reads the same deterministic source from the start (the same ids in the same order, which
 is checked), so nothing but the current chunk of audio is ever held in memory. Clips of up to 30 s go
-to the model whole, batched by length; longer clips take `tinyaudio transcribe`'s long-form path
-(Silero VAD windows, each region decoded from its own frames). Every hypothesis gets the same
+to the model whole, batched by length; longer clips (every clip with `vad`) take `tinyaudio transcribe`'s
+pipeline (Silero VAD, each speech region decoded from a window of its own). Every hypothesis gets the same
 repetition guard and token budget as `transcribe`.
 
 Speed follows the Open ASR Leaderboard: RTFx = seconds of audio / seconds of model work, where model
@@ -51,7 +51,7 @@ COMPARISON_NAME = "comparison.json"
 # Samples are read this many batches at a time and sorted by length inside, so batches pad little
 # while memory stays bounded by one chunk of audio.
 CHUNK_BATCHES = 8
-LONG_FORM_METHOD = "tinyaudio transcribe's long-form pipeline: Silero VAD, speech packed into 30 s encoder windows"
+LONG_FORM_METHOD = "tinyaudio transcribe's pipeline: Silero VAD, each speech region in an encoder window of its own"
 TIMING_NOTE = (
     "RTFx = audio seconds / model seconds; model seconds cover features, encoder, projector, LM decoding "
     "and detokenisation; data (dataset reading, audio decoding), model loading, warm-up and, for clips over "
@@ -129,6 +129,7 @@ class EvalOptions:
     normalize: bool = True
     warmup_batches: int = 1  # untimed runs of the first batch: CUDA kernels and allocators start cold
     pack: bool = False  # several short clips per encoder window (TinyAudioModel.transcribe(pack=True))
+    vad: bool = False  # every clip through transcribe's pipeline (voice detection), not only those over 30 s
 
 
 @dataclass(frozen=True)
@@ -386,7 +387,8 @@ def _run_chunk(
     outcomes = [SampleOutcome(s.id, s.text, s.duration, error=_unusable(s)) for s in chunk]
     usable = [i for i, outcome in enumerate(outcomes) if outcome.error is None]
     whole = getattr(model, "handles_long_clips", False)  # the Whisper baseline decodes long clips itself
-    short = [i for i in usable if whole or len(chunk[i].audio) <= WINDOW_SAMPLES]  # type: ignore[arg-type]
+    fits = [not options.vad and len(chunk[i].audio) <= WINDOW_SAMPLES for i in usable]  # type: ignore[arg-type]
+    short = [i for i, fit in zip(usable, fits, strict=True) if whole or fit]
     long = sorted(set(usable) - set(short))
     started = time.perf_counter()
     hypotheses: list[Hypothesis | str] = list(_transcribe_short(model, [chunk[i].audio for i in short], options))
