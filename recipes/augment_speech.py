@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-SAMPLE_RATE = 16_000
+from tinyaudio_cli.audio import SAMPLE_RATE
+
 ONE_TWO_THREE = (0.6, 0.3, 0.1)
 LEAD_SECONDS = (0.0, 1.0)
 PAUSE_SECONDS = (0.2, 1.2)

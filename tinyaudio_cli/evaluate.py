@@ -387,8 +387,8 @@ def _run_chunk(
     outcomes = [SampleOutcome(s.id, s.text, s.duration, error=_unusable(s)) for s in chunk]
     usable = [i for i, outcome in enumerate(outcomes) if outcome.error is None]
     whole = getattr(model, "handles_long_clips", False)  # the Whisper baseline decodes long clips itself
-    fits = [not options.vad and len(chunk[i].audio) <= WINDOW_SAMPLES for i in usable]  # type: ignore[arg-type]
-    short = [i for i, fit in zip(usable, fits, strict=True) if whole or fit]
+    max_whole = 0 if options.vad else WINDOW_SAMPLES  # longer clips go through transcribe's pipeline
+    short = [i for i in usable if whole or len(chunk[i].audio) <= max_whole]  # type: ignore[arg-type]
     long = sorted(set(usable) - set(short))
     started = time.perf_counter()
     hypotheses: list[Hypothesis | str] = list(_transcribe_short(model, [chunk[i].audio for i in short], options))

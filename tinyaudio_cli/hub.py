@@ -362,11 +362,11 @@ def download_model(
     fetcher = _Fetcher(HfApi(token=token), include, exclude, cache_dir, dry_run)
     plan = DownloadPlan([], dry_run)
     local_root = Path(local_dir).expanduser() if local_dir else None
-    bundled = BUNDLED_MODELS.get(model_id)
-    if bundled is not None or Path(model_id).expanduser().is_dir():
-        plan.skipped[model_id] = "shipped with tinyaudio" if bundled else "a local folder"
-        plan.checkpoint_dir = bundled or Path(model_id).expanduser()
-        config = TinyAudioConfig.from_dict(_config_dict(plan.checkpoint_dir))
+    local = BUNDLED_MODELS.get(model_id) or Path(model_id).expanduser()
+    if local.is_dir():
+        plan.skipped[model_id] = "shipped with tinyaudio" if model_id in BUNDLED_MODELS else "a local folder"
+        plan.checkpoint_dir = local
+        config = TinyAudioConfig.from_dict(_config_dict(local))
     else:
         checkpoint = fetcher.model_repo(model_id, "checkpoint", revision, local_root)
         plan.repos.append(checkpoint)
