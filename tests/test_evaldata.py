@@ -14,17 +14,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-from conftest import LOQUACIOUS_CARD, SENTENCES, espeak, run_ffmpeg
+from conftest import LOQUACIOUS_CARD, SENTENCES, espeak, probe_duration, run_ffmpeg
 
 from tinyaudio_cli.errors import TinyAudioError
 from tinyaudio_cli.evaldata import (
     DATASETS,
     EvalSample,
     decode_audio_bytes,
+    decoded,
+    folder_entries,
+    header_seconds,
+    hub_entries,
     hub_spec,
-    iter_folder,
-    iter_hub_dataset,
-    iter_manifest,
+    manifest_entries,
     resolve_dataset,
 )
 
@@ -44,6 +46,18 @@ LOQUACIOUS_SCHEMA = pa.schema(
         ("text", pa.string()),
     ]
 )
+
+
+def iter_hub_dataset(*args: object, **kwargs: object) -> list[EvalSample]:
+    return list(decoded(hub_entries(*args, **kwargs)))
+
+
+def iter_manifest(*args: object, **kwargs: object) -> list[EvalSample]:
+    return list(decoded(manifest_entries(*args, **kwargs)))
+
+
+def iter_folder(*args: object, **kwargs: object) -> list[EvalSample]:
+    return list(decoded(folder_entries(*args, **kwargs)))
 
 
 def encode(audio: np.ndarray, rate: int = SR, fmt: str = "WAV", subtype: str = "PCM_16") -> bytes:
@@ -326,6 +340,35 @@ def test_folder_with_txt_references(tmp_path: Path, speech: list[np.ndarray]) ->
     np.testing.assert_allclose(found["sub/b"].audio, speech[1], atol=1e-4)
     assert found["c"].audio is None and "c.txt" in found["c"].error
     assert [s.id for s in iter_folder(tmp_path, max_samples=1)] == ["a"]
+
+
+def test_entry_lengths_come_from_headers(encoded: dict[str, Path]) -> None:
+    """What ranks share samples out by: read from the header (bytes or file alike), estimated from the
+    size where libsndfile reads no header (AAC)."""
+    for name, path in encoded.items():
+        seconds = header_seconds(path)
+        assert seconds == header_seconds(path.read_bytes()), name
+        if "aac" in name or "video" in name:
+            assert 0.25 * probe_duration(path) < seconds < 4 * probe_duration(path), name
+        else:
+            assert seconds == pytest.approx(probe_duration(path), abs=0.05), name
+    assert header_seconds(Path("/no/such/file.wav")) == 0.0
+
+
+def test_entries_decode_only_when_loaded(tmp_path: Path, speech: list[np.ndarray], loquacious: dict) -> None:
+    manifest = tmp_path / "later.jsonl"
+    manifest.write_text(json.dumps({"audio": "later.wav", "text": SENTENCES[0], "id": "later"}) + "\n")
+    [entry] = manifest_entries(manifest)
+    assert entry.seconds == 0.0  # nothing there yet
+    sf.write(tmp_path / "later.wav", speech[0], SR, subtype="PCM_16")  # written after listing, before loading
+    sample = entry.load()
+    assert sample.error is None and sample.duration == pytest.approx(len(speech[0]) / SR)
+
+    spec = resolve_dataset("loquacious", path=str(loquacious["root"]))
+    entries = {entry.id: entry for entry in hub_entries(spec, split="test")}
+    assert entries["utt-broken"].seconds == 4.25  # the duration column, though the audio is unreadable
+    assert entries["utt-1"].seconds == pytest.approx(len(speech[0]) / SR)
+    assert entries["utt-1"].text == SENTENCES[0]
 
 
 def test_bytes_in_codecs_soundfile_cannot_read(encoded: dict[str, Path], source_wav: Path) -> None:

@@ -2,7 +2,8 @@
 
 Every source yields `EvalSample`s holding 16 kHz mono float32 audio. A sample whose audio cannot be
 decoded is still yielded, with `audio=None` and `error` set, so the report can count and list it:
-silently dropping hard samples would flatter the WER.
+silently dropping hard samples would flatter the WER. Each source also yields its samples undecoded
+(`SampleEntry`, with a length read from the header), so processes sharing a source decode only their own.
 
 Hub datasets are read through `datasets` in streaming mode, in this order: a local folder (or
 Parquet file) given as the dataset path; a snapshot of the repo already in the Hugging Face cache
@@ -15,10 +16,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import random
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
@@ -49,6 +51,9 @@ ESB_COLUMNS = {
 # TED-LIUM marks stretches without a usable transcript this way; scoring them would only add noise.
 IGNORED_REFERENCES = frozenset({"ignore_time_segment_in_scoring"})
 
+# A length guess for audio whose header libsndfile cannot read (AAC, video): 128 kbit/s.
+COMPRESSED_BYTES_PER_SECOND = 16_000
+
 # Streaming shuffles within a buffer fed by several shards at once: enough to mix sources, small in RAM.
 SHUFFLE_BUFFER = 1_000
 SHUFFLE_INPUT_SHARDS = 10
@@ -68,6 +73,16 @@ class EvalSample:
     error: str | None = None
 
 
+@dataclass
+class SampleEntry:
+    """A sample before its audio is decoded: enough to share samples out by length, cheaply."""
+
+    id: str
+    text: str
+    seconds: float  # from the header, a duration column or the encoded size: an estimate, never decoded
+    load: Callable[[], EvalSample]
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """Where a dataset lives and which columns hold the audio, the reference and the id."""
@@ -77,7 +92,7 @@ class DatasetSpec:
     audio_column: str = "audio"
     text_column: str = "text"
     id_column: str | None = None
-    duration_column: str | None = None  # only read for samples whose audio cannot be decoded
+    duration_column: str | None = None  # a sample's length before (or without) decoding it
     configs: tuple[str, ...] = ()
     default_config: str | None = None
     splits: tuple[str, ...] = ()
@@ -188,7 +203,7 @@ def resolve_dataset(
     return replace(hub_spec(path or name), name=name, **overrides)
 
 
-def iter_hub_dataset(
+def hub_entries(
     spec: DatasetSpec,
     split: str | None = None,
     config: str | None = None,
@@ -197,8 +212,8 @@ def iter_hub_dataset(
     shuffle: bool = False,
     seed: int = 0,
     cache_dir: str | Path | None = None,
-) -> Iterator[EvalSample]:
-    """Samples of one split of a Hub (or local, Hub-shaped) dataset, decoded to 16 kHz mono.
+) -> Iterator[SampleEntry]:
+    """Samples of one split of a Hub (or local, Hub-shaped) dataset, to decode to 16 kHz mono.
 
     Rows whose reference is a "no transcript here" marker (TED-LIUM's) are skipped, as the
     leaderboard does; every other row is yielded, undecodable ones with `error` set.
@@ -218,23 +233,23 @@ def iter_hub_dataset(
         dataset = _shuffled(dataset, seed, streaming)
     rows = (row for row in _read_rows(dataset, spec) if _scoreable(row, spec))
     for index, row in enumerate(islice(rows, max_samples)):
-        yield _sample_from_row(spec, row, index)
+        yield _entry_from_row(spec, row, index)
 
 
-def iter_manifest(
+def manifest_entries(
     path: str | Path, max_samples: int | None = None, shuffle: bool = False, seed: int = 0
-) -> Iterator[EvalSample]:
+) -> Iterator[SampleEntry]:
     """Samples listed in a JSONL, CSV or TSV manifest with `audio` (relative to the manifest), `text`
     and optionally `id` fields."""
     path = Path(path)
     entries = _read_manifest(path)
     for sample_id, audio_path, text in _select(entries, max_samples, shuffle, seed):
-        yield _sample_from_file(sample_id, audio_path, text)
+        yield _entry_from_file(sample_id, audio_path, text)
 
 
-def iter_folder(
+def folder_entries(
     path: str | Path, max_samples: int | None = None, shuffle: bool = False, seed: int = 0
-) -> Iterator[EvalSample]:
+) -> Iterator[SampleEntry]:
     """Media files under `path` (recursively), each scored against the same-named `.txt` beside it.
 
     A media file without its `.txt` is yielded with an error rather than skipped, so a half-copied
@@ -251,9 +266,15 @@ def iter_folder(
     for sample_id, media in _select(entries, max_samples, shuffle, seed):
         reference = media.with_suffix(".txt")
         if not reference.is_file():
-            yield EvalSample(sample_id, None, "", 0.0, f"no reference file {reference.name} next to {media.name}")
+            missing = EvalSample(sample_id, None, "", 0.0, f"no reference file {reference.name} next to {media.name}")
+            yield SampleEntry(sample_id, "", 0.0, lambda missing=missing: missing)
             continue
-        yield _sample_from_file(sample_id, media, reference.read_text(encoding="utf-8").strip())
+        yield _entry_from_file(sample_id, media, reference.read_text(encoding="utf-8").strip())
+
+
+def decoded(entries: Iterable[SampleEntry]) -> Iterator[EvalSample]:
+    """Each entry's sample, its audio decoded."""
+    return (entry.load() for entry in entries)
 
 
 def decode_audio_bytes(data: bytes) -> np.ndarray:
@@ -498,7 +519,7 @@ def _scoreable(row: dict[str, Any], spec: DatasetSpec) -> bool:
     return str(row.get(spec.text_column) or "").strip() not in IGNORED_REFERENCES
 
 
-def _sample_from_row(spec: DatasetSpec, row: dict[str, Any], index: int) -> EvalSample:
+def _entry_from_row(spec: DatasetSpec, row: dict[str, Any], index: int) -> SampleEntry:
     for column in (spec.audio_column, spec.text_column):
         if column not in row:
             raise TinyAudioError(
@@ -508,22 +529,69 @@ def _sample_from_row(spec: DatasetSpec, row: dict[str, Any], index: int) -> Eval
     identifier = row.get(spec.id_column) if spec.id_column else None
     sample_id = str(identifier) if identifier is not None else f"{index:06d}"
     text = str(row[spec.text_column] or "")
-    try:
-        audio = decode_audio_value(row[spec.audio_column])
-    except TinyAudioError as error:
-        duration = row.get(spec.duration_column) if spec.duration_column else None
-        return EvalSample(sample_id, None, text, float(duration or 0.0), error.message)
-    return EvalSample(sample_id, audio, text, len(audio) / SAMPLE_RATE)
+    value = row[spec.audio_column]
+    stated = _number(row.get(spec.duration_column)) if spec.duration_column else None
+
+    def load() -> EvalSample:
+        try:
+            audio = decode_audio_value(value)
+        except TinyAudioError as error:
+            return EvalSample(sample_id, None, text, stated or 0.0, error.message)
+        return EvalSample(sample_id, audio, text, len(audio) / SAMPLE_RATE)
+
+    return SampleEntry(sample_id, text, stated if stated is not None else _value_seconds(value), load)
 
 
-def _sample_from_file(sample_id: str, path: Path, text: str) -> EvalSample:
+def _entry_from_file(sample_id: str, path: Path, text: str) -> SampleEntry:
     from tinyaudio_cli.audio import load_audio
 
+    def load() -> EvalSample:
+        try:
+            audio = load_audio(path)
+        except TinyAudioError as error:
+            return EvalSample(sample_id, None, text, 0.0, error.message)
+        return EvalSample(sample_id, audio, text, len(audio) / SAMPLE_RATE)
+
+    return SampleEntry(sample_id, text, header_seconds(path), load)
+
+
+def header_seconds(media: bytes | str | Path) -> float:
+    """A recording's length read from its header, without decoding it; estimated from its size when
+    libsndfile cannot read the header (AAC, video), and 0.0 for a file that is not there."""
     try:
-        audio = load_audio(path)
-    except TinyAudioError as error:
-        return EvalSample(sample_id, None, text, 0.0, error.message)
-    return EvalSample(sample_id, audio, text, len(audio) / SAMPLE_RATE)
+        info = soundfile.info(io.BytesIO(media) if isinstance(media, bytes) else str(media))
+        if info.frames > 0 and info.samplerate > 0:
+            return info.frames / info.samplerate
+    except (RuntimeError, ValueError, OSError):  # LibsndfileError is a RuntimeError
+        pass
+    try:
+        size = len(media) if isinstance(media, bytes) else os.path.getsize(media)
+    except OSError:
+        return 0.0
+    return size / COMPRESSED_BYTES_PER_SECOND
+
+
+def _value_seconds(value: Any) -> float:
+    """header_seconds for a dataset cell in any of the shapes decode_audio_value takes."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return header_seconds(bytes(value))
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return header_seconds(bytes(value["bytes"]))
+        if value.get("array") is not None and value.get("sampling_rate"):
+            return len(value["array"]) / float(value["sampling_rate"])
+        value = value.get("path")
+    if isinstance(value, str) and value and Path(value).exists():
+        return header_seconds(value)
+    return 0.0
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def _read_manifest(path: Path) -> list[tuple[str, Path, str]]:

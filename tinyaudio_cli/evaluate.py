@@ -30,7 +30,16 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 from . import __version__, distributed
 from .audio import SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS
 from .errors import TinyAudioError
-from .evaldata import DatasetSpec, EvalSample, iter_folder, iter_hub_dataset, iter_manifest, resolve_dataset
+from .evaldata import (
+    DatasetSpec,
+    EvalSample,
+    SampleEntry,
+    decoded,
+    folder_entries,
+    hub_entries,
+    manifest_entries,
+    resolve_dataset,
+)
 from .scoring import BucketScore, CorpusScore, Pair, rtfx, score_corpus
 
 if TYPE_CHECKING:
@@ -61,7 +70,7 @@ RANKS_NOTE = (
     "under torchrun each rank ran a share of the samples at once: audio_seconds is their sum, model, data and "
     "load seconds the longest rank's, so RTFx is the whole job's"
 )
-# A sample's weight when samples are shared between ranks: its duration plus a fixed cost per sample.
+# A sample's weight when samples are shared between ranks: its length (as its header gives it) plus a fixed cost.
 SAMPLE_OVERHEAD_SECONDS = 0.5
 FAILED_NOTE = "samples whose audio could not be decoded are listed here and excluded from WER and CER"
 VERSION_PACKAGES = ("torch", "transformers", "datasets", "jiwer", "whisper-normalizer")
@@ -88,14 +97,18 @@ class EvalSource:
     shuffle: bool = False
     seed: int = 0
 
-    def samples(self) -> Iterator[EvalSample]:
+    def entries(self) -> Iterator[SampleEntry]:
+        """The samples before decoding (see SampleEntry)."""
         if self.kind == "manifest":
-            return iter_manifest(self.location, self.max_samples, self.shuffle, self.seed)
+            return manifest_entries(self.location, self.max_samples, self.shuffle, self.seed)
         if self.kind == "folder":
-            return iter_folder(self.location, self.max_samples, self.shuffle, self.seed)
-        return iter_hub_dataset(
+            return folder_entries(self.location, self.max_samples, self.shuffle, self.seed)
+        return hub_entries(
             self._spec(), self.split, self.config, max_samples=self.max_samples, shuffle=self.shuffle, seed=self.seed
         )
+
+    def samples(self) -> Iterator[EvalSample]:
+        return decoded(self.entries())
 
     def describe(self) -> dict[str, str | None]:
         """Dataset, path, config and split as the summary names them (registry defaults filled in)."""
@@ -278,8 +291,9 @@ def evaluate_model(
     `position` is (index, count) of this model in a comparison, for the progress display.
 
     Under torchrun (a process group joined, `distributed.init`) this rank runs its share of the samples,
-    balanced by duration as they stream past (every rank reads the whole source, so the shares agree), and
-    every rank gets back all outcomes in source order, scored as one corpus."""
+    balanced by length as they stream past (every rank reads the whole source, so the shares agree, but
+    decodes only its own: lengths come from headers), and every rank gets back all outcomes in source
+    order, scored as one corpus."""
     import torch
 
     from .model import load_model
@@ -295,12 +309,12 @@ def evaluate_model(
             total = source.max_samples if ranks == 1 or stage == "done" else None  # a share's size is unknown
             on_progress(EvalProgress(name, *position, stage, done, total, audio, spent))
 
-    def share(samples: Iterable[EvalSample]) -> Iterator[EvalSample]:
-        for index, sample in distributed.shard_stream(samples, _sample_weight, rank, ranks):
+    def share(entries: Iterable[SampleEntry]) -> Iterator[EvalSample]:
+        for index, entry in distributed.shard_stream(entries, _entry_weight, rank, ranks):
             positions.append(index)
-            yield sample
+            yield entry.load()  # only this rank's share is decoded
 
-    samples = source.samples() if ranks == 1 else share(source.samples())
+    samples = source.samples() if ranks == 1 else share(source.entries())
     chunks = _chunks(_timed(samples, timing), options.batch_size * CHUNK_BATCHES)
     first = next(chunks, [])  # open the source first: a missing dataset should not cost a model load
     report("loading")
@@ -333,8 +347,8 @@ def evaluate_model(
     return ModelResult(name, str(device), dtype, score, outcomes, timing, ranks=ranks)
 
 
-def _sample_weight(sample: EvalSample) -> float:
-    return max(sample.duration, 0.0) + SAMPLE_OVERHEAD_SECONDS
+def _entry_weight(entry: SampleEntry) -> float:
+    return entry.seconds + SAMPLE_OVERHEAD_SECONDS
 
 
 def _merge(shares: list[tuple[list[int], list[SampleOutcome], Timing]]) -> tuple[list[SampleOutcome], Timing]:
