@@ -11,7 +11,9 @@ import io
 import json
 import os
 import struct
+import threading
 from dataclasses import replace
+from itertools import count
 from pathlib import Path
 
 import jiwer
@@ -25,7 +27,8 @@ from tinystack import build_checkpoint
 from typer.testing import CliRunner
 
 from tinyaudio_cli.cli import app
-from tinyaudio_cli.evaluate import EvalOptions, EvalSource, run_evaluation
+from tinyaudio_cli.errors import TinyAudioError
+from tinyaudio_cli.evaluate import EvalOptions, EvalSource, _prefetched, run_evaluation
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -290,3 +293,31 @@ def test_vad_scores_what_transcribe_writes(manifest: Path, checkpoints: list[Pat
     assert transcribed.exit_code == 0, transcribed.output
     texts = [json.loads((tmp_path / "tx" / f"{clip.stem}.json").read_text())["text"] for clip in clips]
     assert [row["hypothesis"] for row in predictions] == texts
+
+
+def test_read_ahead_keeps_order_and_raises_where_the_source_failed() -> None:
+    def source():
+        yield "first"
+        yield "second"
+        raise TinyAudioError("Reading shard 3 failed")
+
+    seen = []
+    with pytest.raises(TinyAudioError, match="shard 3"):
+        for item in _prefetched(source(), 1):
+            seen.append(item)
+    assert seen == ["first", "second"]
+
+
+def test_read_ahead_is_bounded_and_stops_when_abandoned() -> None:
+    made = []
+
+    def endless():
+        for number in count():
+            made.append(number)
+            yield number
+
+    stream = _prefetched(endless(), 2)
+    assert next(stream) == 0
+    stream.close()
+    assert len(made) <= 4  # the one taken, two queued, one waiting to be queued
+    assert not any(thread.name == "tinyaudio-eval-data" for thread in threading.enumerate())

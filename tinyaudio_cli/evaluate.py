@@ -13,11 +13,14 @@ the dataset, decoding audio and loading the model are timed separately, and warm
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import platform
+import queue
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -25,7 +28,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from itertools import chain, islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from . import __version__, distributed
 from .audio import SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS
@@ -60,11 +63,12 @@ COMPARISON_NAME = "comparison.json"
 # Samples are read this many batches at a time and sorted by length inside, so batches pad little
 # while memory stays bounded by one chunk of audio.
 CHUNK_BATCHES = 8
+PREFETCH_CHUNKS = 2  # chunks read and decoded ahead of the model, on a background thread
 LONG_FORM_METHOD = "tinyaudio transcribe's pipeline: Silero VAD, each speech region in an encoder window of its own"
 TIMING_NOTE = (
     "RTFx = audio seconds / model seconds; model seconds cover features, encoder, projector, LM decoding "
-    "and detokenisation; data (dataset reading, audio decoding), model loading, warm-up and, for clips over "
-    "30 s, voice activity detection are excluded"
+    "and detokenisation; data (dataset reading, audio decoding, on a background thread ahead of the model), "
+    "model loading, warm-up and, for clips over 30 s, voice activity detection are excluded"
 )
 RANKS_NOTE = (
     "under torchrun each rank ran a share of the samples at once: audio_seconds is their sum, model, data and "
@@ -315,7 +319,7 @@ def evaluate_model(
             yield entry.load()  # only this rank's share is decoded
 
     samples = source.samples() if ranks == 1 else share(source.entries())
-    chunks = _chunks(_timed(samples, timing), options.batch_size * CHUNK_BATCHES)
+    chunks = _prefetched(_chunks(_timed(samples, timing), options.batch_size * CHUNK_BATCHES), PREFETCH_CHUNKS)
     first = next(chunks, [])  # open the source first: a missing dataset should not cost a model load
     report("loading")
     started = time.perf_counter()
@@ -380,6 +384,41 @@ def _timed(items: Iterable[Item], timing: Timing) -> Iterator[Item]:
         finally:
             timing.data_seconds += time.perf_counter() - started
         yield item
+
+
+def _prefetched(items: Iterator[Item], depth: int) -> Iterator[Item]:
+    """The items, made on a background thread up to `depth` ahead, so reading and decoding audio overlap
+    the model's work. An error making an item is raised here, where that item would have come."""
+    made: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(event: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                made.put(event, timeout=0.1)
+                return True
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+        except BaseException as error:  # handed to the consumer, which raises it
+            put(("error", error))
+            return
+        put(("end", None))
+
+    producer = threading.Thread(target=produce, name="tinyaudio-eval-data", daemon=True)
+    producer.start()
+    try:
+        while (event := made.get())[0] == "item":
+            yield event[1]
+        if event[0] == "error":
+            raise event[1]
+    finally:
+        stop.set()
+        producer.join()
 
 
 def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
