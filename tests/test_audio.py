@@ -83,6 +83,34 @@ def test_stereo_is_mixed_down_from_both_channels(media_dir):
     assert spectrum[np.argsort(spectrum)[-1]] / spectrum[np.argsort(spectrum)[-2]] == pytest.approx(1, abs=0.1)
 
 
+def test_mono_mix_is_the_mean_of_the_channels(media_dir, source_wav):
+    """As `datasets` and librosa mix channels (what models are trained on), on both decoding routes:
+    ffmpeg for files, soundfile for 16 kHz bytes in a dataset."""
+    from tinyaudio_cli.evaldata import decode_audio_bytes
+
+    speech = load_audio(source_wav)
+    path = media_dir / "stereo16k.wav"
+    sf.write(path, np.stack([speech, 0.5 * speech], axis=1), SAMPLE_RATE, subtype="PCM_16")
+    channels, _ = sf.read(path, dtype="float32")
+    np.testing.assert_allclose(load_audio(path), channels.mean(axis=1), atol=1e-7)
+    np.testing.assert_allclose(decode_audio_bytes(path.read_bytes()), load_audio(path), atol=1e-7)
+    assert np.abs(load_audio(path)).max() <= 1.0
+
+
+@pytest.mark.parametrize(("suffix", "subtype"), [("wav", "PCM_16"), ("wav", "FLOAT"), ("flac", "PCM_24")])
+def test_16k_mono_files_give_ffmpegs_samples(media_dir, source_wav, suffix, subtype):
+    """Such files are read without starting ffmpeg; the samples must be the ones ffmpeg gives."""
+    path = media_dir / f"mono16k_{subtype}.{suffix}"
+    sf.write(path, load_audio(source_wav), SAMPLE_RATE, subtype=subtype)
+    by_ffmpeg = subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", path, "-f", "f32le", "-ac", "1", "pipe:"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    np.testing.assert_array_equal(load_audio(path), np.frombuffer(by_ffmpeg, dtype=np.float32))
+    np.testing.assert_array_equal(load_audio(path), np.concatenate(list(stream_audio(path))))
+
+
 def test_resampling_keeps_pitch_and_length(media_dir):
     path = media_dir / "tone_44k.wav"
     run_ffmpeg("-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=44100:duration=3", path)
