@@ -282,6 +282,22 @@ def test_find_media_extra_extensions_and_explicit_files(tree):
     assert find_media([tree / "notes.txt", tree / "b.mp3", tree / "notes.txt"]) == [tree / "notes.txt", tree / "b.mp3"]
 
 
+def test_folders_skip_typescript_but_keep_transport_streams(tmp_path):
+    run_ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", "-f", "mpegts", tmp_path / "broadcast.ts")
+    run_ffmpeg(
+        "-f", "lavfi", "-i", "sine=duration=1", "-c:a", "ac3", "-f", "mpegts", "-mpegts_m2ts_mode", "1",
+        tmp_path / "camcorder.mts",
+    )  # fmt: skip
+    (tmp_path / "app.ts").write_text("export const greeting: string = 'hello';\n" * 20)
+    (tmp_path / "types.d.ts").write_text("declare module 'x';\n")
+    (tmp_path / "module.mts").write_text("Greeting();\n" * 40)  # starts with G (0x47), as a packet would
+    (tmp_path / "empty.ts").write_bytes(b"")
+    found = [path.name for path in find_media([tmp_path])]
+    assert found == ["broadcast.ts", "camcorder.mts"]
+    assert load_audio(tmp_path / "camcorder.mts").size == pytest.approx(SAMPLE_RATE, rel=0.1)
+    assert find_media([tmp_path / "app.ts"]) == [tmp_path / "app.ts"]  # named explicitly: taken as given
+
+
 def test_find_media_missing_input_raises(tree):
     with pytest.raises(TinyAudioError, match="no such file or directory") as caught:
         find_media([tree / "b.mp3", tree / "gone.wav"])

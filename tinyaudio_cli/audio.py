@@ -39,6 +39,12 @@ MEDIA_EXTENSIONS = frozenset(
     }
 )  # fmt: skip
 
+# Extensions MPEG transport streams share with TypeScript source (.ts, .d.ts, .mts): in a folder walk such a
+# file counts as media only when its packets are there, 0x47 sync bytes every 188 bytes (192 for AVCHD's .mts).
+TRANSPORT_STREAM_EXTENSIONS = frozenset({".ts", ".mts"})
+TS_SYNC_BYTE = 0x47
+TS_PACKET_LAYOUTS = ((0, 188), (4, 192))  # (offset of the first sync byte, packet size)
+
 # ffmpeg's wording for the failures users actually hit, mapped to a plain reason.
 _KNOWN_FAILURES = (
     ("does not contain any stream", "it has no audio stream"),
@@ -215,5 +221,21 @@ def _walk_media(directory: Path, extensions: frozenset[str]) -> Iterator[Path]:
         # Sorting in place makes os.walk visit folders in a stable order on every filesystem.
         dirs[:] = sorted(name for name in dirs if not name.startswith("."))
         for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in extensions:
-                yield Path(root) / name
+            suffix = Path(name).suffix.lower()
+            if name.startswith(".") or suffix not in extensions:
+                continue
+            if suffix in TRANSPORT_STREAM_EXTENSIONS and not _is_transport_stream(Path(root) / name):
+                continue  # TypeScript, most likely
+            yield Path(root) / name
+
+
+def _is_transport_stream(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(2 * 192 + 4)
+    except OSError:
+        return True  # unreadable: let decoding report it
+    return any(
+        len(head) > first + size and head[first] == head[first + size] == TS_SYNC_BYTE
+        for first, size in TS_PACKET_LAYOUTS
+    )
