@@ -21,6 +21,7 @@ from tinyaudio_cli.audio import (
     AudioDecodeError,
     find_ffmpeg,
     find_media,
+    header_seconds,
     load_audio,
     stream_audio,
 )
@@ -109,6 +110,19 @@ def test_16k_mono_files_give_ffmpegs_samples(media_dir, source_wav, suffix, subt
     ).stdout
     np.testing.assert_array_equal(load_audio(path), np.frombuffer(by_ffmpeg, dtype=np.float32))
     np.testing.assert_array_equal(load_audio(path), np.concatenate(list(stream_audio(path))))
+
+
+def test_entry_lengths_come_from_headers(encoded: dict[str, Path]) -> None:
+    """What ranks share files and samples out by: read from the header (bytes or file alike), estimated from the
+    size where libsndfile reads no header (AAC)."""
+    for name, path in encoded.items():
+        seconds = header_seconds(path)
+        assert seconds == header_seconds(path.read_bytes()), name
+        if "aac" in name or "video" in name:
+            assert 0.25 * probe_duration(path) < seconds < 4 * probe_duration(path), name
+        else:
+            assert seconds == pytest.approx(probe_duration(path), abs=0.05), name
+    assert header_seconds(Path("/no/such/file.wav")) == 0.0
 
 
 def test_resampling_keeps_pitch_and_length(media_dir):

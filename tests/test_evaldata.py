@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
-from conftest import LOQUACIOUS_CARD, SENTENCES, espeak, probe_duration, run_ffmpeg
+from conftest import LOQUACIOUS_CARD, SENTENCES, espeak, run_ffmpeg
 
 from tinyaudio_cli.errors import TinyAudioError
 from tinyaudio_cli.evaldata import (
@@ -23,7 +23,6 @@ from tinyaudio_cli.evaldata import (
     decode_audio_bytes,
     decoded,
     folder_entries,
-    header_seconds,
     hub_entries,
     hub_spec,
     manifest_entries,
@@ -340,19 +339,6 @@ def test_folder_with_txt_references(tmp_path: Path, speech: list[np.ndarray]) ->
     np.testing.assert_allclose(found["sub/b"].audio, speech[1], atol=1e-4)
     assert found["c"].audio is None and "c.txt" in found["c"].error
     assert [s.id for s in iter_folder(tmp_path, max_samples=1)] == ["a"]
-
-
-def test_entry_lengths_come_from_headers(encoded: dict[str, Path]) -> None:
-    """What ranks share samples out by: read from the header (bytes or file alike), estimated from the
-    size where libsndfile reads no header (AAC)."""
-    for name, path in encoded.items():
-        seconds = header_seconds(path)
-        assert seconds == header_seconds(path.read_bytes()), name
-        if "aac" in name or "video" in name:
-            assert 0.25 * probe_duration(path) < seconds < 4 * probe_duration(path), name
-        else:
-            assert seconds == pytest.approx(probe_duration(path), abs=0.05), name
-    assert header_seconds(Path("/no/such/file.wav")) == 0.0
 
 
 def test_entries_decode_only_when_loaded(tmp_path: Path, speech: list[np.ndarray], loquacious: dict) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import io
 import os
 import re
 import shutil
@@ -24,6 +25,8 @@ SAMPLE_RATE = 16_000
 WINDOW_SECONDS = 30
 WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_SECONDS
 
+# A length guess for audio whose header libsndfile cannot read (AAC, video): 128 kbit/s.
+COMPRESSED_BYTES_PER_SECOND = 16_000
 BYTES_PER_SAMPLE = 4  # float32, as ffmpeg's f32le output writes them
 STDERR_TAIL_LINES = 20  # a corrupt file can make ffmpeg log one line per packet
 
@@ -195,6 +198,22 @@ def _native(path: Path) -> bool:
     except (RuntimeError, ValueError, OSError):  # LibsndfileError is a RuntimeError: not a format it reads
         return False
     return info.samplerate == SAMPLE_RATE and info.channels == 1
+
+
+def header_seconds(media: bytes | str | Path) -> float:
+    """A recording's length read from its header, without decoding it; estimated from its size when
+    libsndfile cannot read the header (AAC, video), and 0.0 for a file that is not there."""
+    try:
+        info = soundfile.info(io.BytesIO(media) if isinstance(media, bytes) else str(media))
+        if info.frames > 0 and info.samplerate > 0:
+            return info.frames / info.samplerate
+    except (RuntimeError, ValueError, OSError):  # LibsndfileError is a RuntimeError
+        pass
+    try:
+        size = len(media) if isinstance(media, bytes) else os.path.getsize(media)
+    except OSError:
+        return 0.0
+    return size / COMPRESSED_BYTES_PER_SECOND
 
 
 def find_media(inputs: Sequence[str | os.PathLike[str]], extra_extensions: Iterable[str] = ()) -> list[Path]:

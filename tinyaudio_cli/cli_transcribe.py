@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import distributed
-from .audio import find_media
+from .audio import find_media, header_seconds
 from .cli import (
     INPUT_PANEL,
     OUTPUT_PANEL,
@@ -207,7 +207,7 @@ def run_transcribe(
         # rank 0's view of what is done, before any rank writes: another rank planning late could see its outputs
         skipped = distributed.broadcast(skipped)
         todo = [media for media in todo if media not in skipped]
-        mine = distributed.shard_by_weight(todo, [_size(m) for m in todo], rank, ranks) if ranks > 1 else todo
+        mine = distributed.shard_by_weight(todo, [header_seconds(m) for m in todo], rank, ranks) if ranks > 1 else todo
         settings = {
             "model_name": model_name,
             "mode": mode,
@@ -239,13 +239,6 @@ def run_transcribe(
         for path, reason in failed:
             console.print(f"[red]failed[/] {path}: {reason}", highlight=False)
     return 1 if failed else 0
-
-
-def _size(path: Path) -> float:
-    try:
-        return float(path.stat().st_size)
-    except OSError:
-        return 0.0
 
 
 def _transcribe_share(

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import soundfile
 
-from tinyaudio_cli.audio import SAMPLE_RATE
+from tinyaudio_cli.audio import SAMPLE_RATE, header_seconds
 from tinyaudio_cli.errors import TinyAudioError
 
 if TYPE_CHECKING:
@@ -50,9 +50,6 @@ ESB_COLUMNS = {
 
 # TED-LIUM marks stretches without a usable transcript this way; scoring them would only add noise.
 IGNORED_REFERENCES = frozenset({"ignore_time_segment_in_scoring"})
-
-# A length guess for audio whose header libsndfile cannot read (AAC, video): 128 kbit/s.
-COMPRESSED_BYTES_PER_SECOND = 16_000
 
 # Streaming shuffles within a buffer fed by several shards at once: enough to mix sources, small in RAM.
 SHUFFLE_BUFFER = 1_000
@@ -553,22 +550,6 @@ def _entry_from_file(sample_id: str, path: Path, text: str) -> SampleEntry:
         return EvalSample(sample_id, audio, text, len(audio) / SAMPLE_RATE)
 
     return SampleEntry(sample_id, text, header_seconds(path), load)
-
-
-def header_seconds(media: bytes | str | Path) -> float:
-    """A recording's length read from its header, without decoding it; estimated from its size when
-    libsndfile cannot read the header (AAC, video), and 0.0 for a file that is not there."""
-    try:
-        info = soundfile.info(io.BytesIO(media) if isinstance(media, bytes) else str(media))
-        if info.frames > 0 and info.samplerate > 0:
-            return info.frames / info.samplerate
-    except (RuntimeError, ValueError, OSError):  # LibsndfileError is a RuntimeError
-        pass
-    try:
-        size = len(media) if isinstance(media, bytes) else os.path.getsize(media)
-    except OSError:
-        return 0.0
-    return size / COMPRESSED_BYTES_PER_SECOND
 
 
 def _value_seconds(value: Any) -> float:
