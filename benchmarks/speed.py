@@ -42,6 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import tinyaudio_cli.transcribe as transcribe_module  # noqa: E402
 from tinyaudio_cli.audio import SAMPLE_RATE, WINDOW_SAMPLES, load_audio  # noqa: E402
 from tinyaudio_cli.model import TinyAudioConfig, create_model, load_model  # noqa: E402
+from tinyaudio_cli.model.batching import auto_batch_size  # noqa: E402
 from tinyaudio_cli.model.decoding import Timings  # noqa: E402
 from tinyaudio_cli.transcribe import TranscribeOptions, transcribe_files  # noqa: E402
 
@@ -60,6 +61,7 @@ SENTENCES = [
 VOICES = ["en-us", "en-gb", "en-us+f3", "en-gb-x-rp"]
 # English speech runs at ~150 words a minute, ~1.3 LM tokens a word: the text a second of speech makes
 SPEECH_TOKENS_PER_SECOND = 3.0
+REAL_SIZE_VOCAB = 128256  # SmolLM3's
 
 
 def speech_tokens(seconds: float) -> int:
@@ -296,8 +298,11 @@ def real_size_model(folder: Path, device: str):
     WhisperModel(whisper).half().save_pretrained(folder / "whisper")
     WhisperFeatureExtractor(feature_size=128).save_pretrained(folder / "whisper")
     tokenizer = build_tokenizer(folder / "lm")
+    # every id the random LM says must decode to text: transcribe drops segments whose text is empty
+    tokenizer.add_tokens([f"w{index}" for index in range(len(tokenizer), REAL_SIZE_VOCAB)])
+    tokenizer.save_pretrained(folder / "lm")
     lm = SmolLM3Config(
-        vocab_size=128256, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
+        vocab_size=REAL_SIZE_VOCAB, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
         num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=65536, tie_word_embeddings=True,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )  # fmt: skip
@@ -370,7 +375,7 @@ def main() -> None:
     parser.add_argument("--real-size", action="store_true", help="random weights at the published model's sizes")
     parser.add_argument("--model", help="a real checkpoint instead of random weights")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: tinyaudio's (auto_batch_size)")
     parser.add_argument("--clips", type=int, default=None)
     parser.add_argument("--long-minutes", type=float, default=20.0)
     args = parser.parse_args()
@@ -384,7 +389,7 @@ def main() -> None:
         model = real_size_model(work, args.device)
     else:
         model = tiny_model(work, args.device)
-    batch_size = args.batch_size or (64 if model.device.type == "cuda" else 16)
+    batch_size = args.batch_size or auto_batch_size(model)  # tinyaudio's default
     count = args.clips or (48 if args.quick else 200)
 
     pool = utterances(rng, 24)

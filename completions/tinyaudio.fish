@@ -43,7 +43,7 @@ complete -c tinyaudio -n '__tinyaudio_at_argument download --cache-dir --config 
 
 # eval
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l audio-column -x -d 'Column holding the audio.'
-complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l batch-size -x -d 'Windows per batch.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l batch-size -x -d 'Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l config -x -d 'Dataset config (default: the set\'s own).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l data-dir -r -F -d 'A local copy of the --dataset set (folder or Parquet file), read with its registered columns.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l dataset -s d -r -F -a 'loquacious librispeech-clean librispeech-other tedlium gigaspeech spgispeech earnings22 ami voxpopuli common-voice peoples-speech' -d 'A registered set (loquacious, librispeech-clean, tedlium, ami, ...), any Hub id, or a local folder or Parquet file laid out like a Hub dataset.'
@@ -147,7 +147,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from train' -l warmup-steps -x 
 complete -c tinyaudio -n '__fish_seen_subcommand_from train' -l weight-decay -x -d 'AdamW weight decay (not on biases or norms). (default 0.01)'
 
 # transcribe
-complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l batch-size -x -d 'Windows per batch.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l batch-size -x -d 'Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l device -x -a 'auto cpu cuda' -d 'auto, cpu, cuda or cuda:N.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l dtype -x -a 'auto float32 bfloat16 float16' -d 'auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l ext -x -d 'Also pick files with this extension in folders; repeatable.'

@@ -41,7 +41,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
             Help = 'Word error rate and speed of one or more models on LoquaciousSet, the Open ASR sets or your own data.'
             Options = @(
                 @{ Names = @('--audio-column'); Help = 'Column holding the audio.'; Value = $true; Choices = @(); Paths = '' },
-                @{ Names = @('--batch-size'); Help = 'Windows per batch.'; Value = $true; Choices = @(); Paths = '' },
+                @{ Names = @('--batch-size'); Help = 'Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--config'); Help = 'Dataset config (default: the set''s own).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--data-dir'); Help = 'A local copy of the --dataset set (folder or Parquet file), read with its registered columns.'; Value = $true; Choices = @(); Paths = 'file' },
                 @{ Names = @('--dataset', '-d'); Help = 'A registered set (loquacious, librispeech-clean, tedlium, ami, ...), any Hub id, or a local folder or Parquet file laid out like a Hub dataset.'; Value = $true; Choices = @('loquacious', 'librispeech-clean', 'librispeech-other', 'tedlium', 'gigaspeech', 'spgispeech', 'earnings22', 'ami', 'voxpopuli', 'common-voice', 'peoples-speech'); Paths = 'file' },
@@ -160,7 +160,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
         'transcribe' = @{
             Help = 'Transcribe media files or whole folders to txt, SRT, VTT, JSON or TSV.'
             Options = @(
-                @{ Names = @('--batch-size'); Help = 'Windows per batch.'; Value = $true; Choices = @(); Paths = '' },
+                @{ Names = @('--batch-size'); Help = 'Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--device'); Help = 'auto, cpu, cuda or cuda:N.'; Value = $true; Choices = @('auto', 'cpu', 'cuda'); Paths = '' },
                 @{ Names = @('--dtype'); Help = 'auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.'; Value = $true; Choices = @('auto', 'float32', 'bfloat16', 'float16'); Paths = '' },
                 @{ Names = @('--ext'); Help = 'Also pick files with this extension in folders; repeatable.'; Value = $true; Choices = @(); Paths = '' },

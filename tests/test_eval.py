@@ -186,6 +186,7 @@ def test_summary_describes_the_run(loquacious_run: dict) -> None:
     assert {"tinyaudio", "torch", "transformers"} <= set(summary["versions"])
     assert summary["settings"]["device"] == "cpu" and summary["settings"]["dtype"] == "float32"
     assert summary["settings"]["max_new_tokens"] == 12
+    assert summary["settings"]["batch_size"] == 8  # none given: a CPU's default
     assert len(summary["top_substitutions"]) <= 20
     assert all(set(s) == {"reference", "hypothesis", "count"} for s in summary["top_substitutions"])
     # RTFx is audio over model seconds, audio being the scored samples only

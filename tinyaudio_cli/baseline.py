@@ -15,6 +15,7 @@ import torch
 from transformers import AutoProcessor, WhisperForConditionalGeneration
 
 from .audio import SAMPLE_RATE, WINDOW_SAMPLES
+from .model.batching import FLOAT32_BYTES, encoder_window_bytes, transformer_bytes
 from .model.loading import resolve_device, resolve_dtype, resolve_model_dir
 from .model.modeling import Transcription, per_clip
 
@@ -46,6 +47,17 @@ class WhisperBaseline:
     @property
     def dtype(self) -> torch.dtype:
         return self.model.dtype
+
+    def window_bytes(self) -> int:
+        """Accelerator memory one more 30 s window in a batch costs, estimated high (see model.batching):
+        the encoder, then the decoder's self-attention cache over its positions and its cross-attention
+        cache over the encoder's."""
+        config, itemsize = self.model.config, self.dtype.itemsize
+        positions = config.max_target_positions
+        caches = config.decoder_layers * 2 * config.d_model * (positions + config.max_source_positions) * itemsize
+        heads = config.decoder_attention_heads
+        layer = transformer_bytes(positions, config.d_model, config.decoder_ffn_dim, heads, itemsize)
+        return encoder_window_bytes(config, itemsize) + caches + layer + config.vocab_size * FLOAT32_BYTES
 
     def decode_text(self, token_ids: Sequence[int]) -> str:
         return self.processor.tokenizer.decode(list(token_ids), skip_special_tokens=True).strip()

@@ -42,7 +42,13 @@ DtypeOption = Annotated[
     ),
 ]
 BatchSizeOption = Annotated[
-    int, typer.Option("--batch-size", min=1, help="Windows per batch.", rich_help_panel=PERF_PANEL)
+    int | None,
+    typer.Option(
+        "--batch-size",
+        min=1,
+        help="Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).",
+        rich_help_panel=PERF_PANEL,
+    ),
 ]
 MaxNewTokensOption = Annotated[
     int | None,

@@ -138,7 +138,7 @@ def eval_command(
             rich_help_panel=OUTPUT_PANEL,
         ),
     ] = False,
-    batch_size: BatchSizeOption = 8,
+    batch_size: BatchSizeOption = None,
     warmup_batches: Annotated[
         int,
         typer.Option(
@@ -325,8 +325,8 @@ def show_report(report: EvalReport, out: Console) -> None:
         timing = result.timing
         out.print(
             f"[dim]{result.model}: {timing.audio_seconds:.1f} s audio in {timing.model_seconds:.2f} s of model work "
-            f"on {result.device} ({result.dtype}); not timed: data {timing.data_seconds:.2f} s, "
-            f"model load {timing.load_seconds:.2f} s[/]",
+            f"on {result.device} ({result.dtype}, batch {result.batch_size}); "
+            f"not timed: data {timing.data_seconds:.2f} s, model load {timing.load_seconds:.2f} s[/]",
             highlight=False,
         )
     out.print(_by_duration(report))

@@ -105,7 +105,7 @@ def transcribe(
     max_new_tokens: MaxNewTokensOption = None,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
-    batch_size: BatchSizeOption = 8,
+    batch_size: BatchSizeOption = None,
     pack: Annotated[
         bool,
         typer.Option(
@@ -184,7 +184,7 @@ def run_transcribe(
     max_new_tokens: int | None,
     device: str,
     dtype: str,
-    batch_size: int,
+    batch_size: int | None,
     quiet: bool,
     console: Console,
     pack: bool = False,

@@ -63,6 +63,7 @@ COMPARISON_NAME = "comparison.json"
 # Samples are read this many batches at a time and sorted by length inside, so batches pad little
 # while memory stays bounded by one chunk of audio.
 CHUNK_BATCHES = 8
+CHUNK_MAX_SAMPLES = 1024  # a GPU's batches can be large: the chunk (held in memory) stays bounded
 PREFETCH_CHUNKS = 2  # chunks read and decoded ahead of the model, on a background thread
 LONG_FORM_METHOD = "tinyaudio transcribe's pipeline: Silero VAD, each speech region in an encoder window of its own"
 TIMING_NOTE = (
@@ -138,7 +139,7 @@ class EvalSource:
 
 @dataclass(frozen=True)
 class EvalOptions:
-    batch_size: int = 8
+    batch_size: int | None = None  # None: as many as fit (model.batching.auto_batch_size)
     device: str = "auto"
     dtype: str = "auto"
     mode: Literal["trimmed", "reference"] = "trimmed"
@@ -189,6 +190,7 @@ class ModelResult:
     timing: Timing
     output_dir: Path | None = None
     ranks: int = 1  # torchrun processes that shared the samples
+    batch_size: int = 0  # the batch size it ran at (the last, if running out of memory lowered it)
 
     @property
     def failed(self) -> list[SampleOutcome]:
@@ -298,9 +300,8 @@ def evaluate_model(
     balanced by length as they stream past (every rank reads the whole source, so the shares agree, but
     decodes only its own: lengths come from headers), and every rank gets back all outcomes in source
     order, scored as one corpus."""
-    import torch
-
     from .model import load_model
+    from .model.batching import auto_batch_size
 
     rank, ranks, _ = distributed.world()
     timing = Timing()
@@ -318,9 +319,10 @@ def evaluate_model(
             positions.append(index)
             yield entry.load()  # only this rank's share is decoded
 
-    samples = source.samples() if ranks == 1 else share(source.entries())
-    chunks = _prefetched(_chunks(_timed(samples, timing), options.batch_size * CHUNK_BATCHES), PREFETCH_CHUNKS)
-    first = next(chunks, [])  # open the source first: a missing dataset should not cost a model load
+    started = time.perf_counter()
+    entries = source.entries()
+    head = list(islice(entries, 1))  # open the source first: a missing dataset should not cost a model load
+    timing.data_seconds += time.perf_counter() - started
     report("loading")
     started = time.perf_counter()
     if name.startswith(BASELINE_PREFIX):
@@ -330,17 +332,19 @@ def evaluate_model(
     else:
         model = load_model(name, device=options.device, dtype=options.dtype)
     timing.load_seconds = time.perf_counter() - started
-    try:
-        _warm_up(model, first, options)
-        for chunk in chain([first], chunks):
-            if chunk:  # a rank's share can be empty
-                outcomes.extend(_run_chunk(model, chunk, options, timing))
-                report("running")
-    except torch.OutOfMemoryError as error:
-        raise TinyAudioError(
-            f"{name} ran out of accelerator memory at batch size {options.batch_size}",
-            hint="lower --batch-size, or use --dtype bfloat16",
-        ) from error
+    batch_size = options.batch_size or auto_batch_size(model)
+    options = replace(options, batch_size=batch_size)
+    entries = chain(head, entries)
+    samples = decoded(entries) if ranks == 1 else share(entries)
+    chunks = _prefetched(_chunks(_timed(samples, timing), _chunk_size(batch_size)), PREFETCH_CHUNKS)
+    first = next(chunks, [])
+    _warm_up(model, first, options)
+    for chunk in chain([first], chunks):
+        if chunk:  # a rank's share can be empty
+            done, fitted = _run_chunk_fitting(name, model, chunk, options, timing)
+            outcomes.extend(done)
+            options = replace(options, batch_size=fitted)
+            report("running")
     device, dtype = model.device, str(model.dtype).removeprefix("torch.")
     del model  # the next model should not have to share the accelerator with this one
     _free_memory(device)
@@ -348,7 +352,36 @@ def evaluate_model(
         outcomes, timing = _merge(distributed.gather((positions, outcomes, timing)))
     score = _score(outcomes, options.normalize)
     report("done")
-    return ModelResult(name, str(device), dtype, score, outcomes, timing, ranks=ranks)
+    return ModelResult(name, str(device), dtype, score, outcomes, timing, ranks=ranks, batch_size=options.batch_size)
+
+
+def _chunk_size(batch_size: int) -> int:
+    """Samples read at a time: CHUNK_BATCHES batches, at most CHUNK_MAX_SAMPLES unless a batch is larger."""
+    return max(2 * batch_size, min(CHUNK_BATCHES * batch_size, CHUNK_MAX_SAMPLES))
+
+
+def _run_chunk_fitting(
+    name: str, model: TinyAudioModel, chunk: list[EvalSample], options: EvalOptions, timing: Timing
+) -> tuple[list[SampleOutcome], int]:
+    """_run_chunk at the largest batch size up to options.batch_size that fits in the accelerator's memory,
+    and that size, for the chunks after it."""
+    import torch
+
+    from .model.batching import fitting_batch
+
+    def run(batch_size: int) -> tuple[list[SampleOutcome], Timing]:
+        part = Timing()  # a try that ran out of memory leaves no time behind
+        return _run_chunk(model, chunk, replace(options, batch_size=batch_size), part), part
+
+    try:
+        (outcomes, part), batch_size = fitting_batch(run, options.batch_size or 1)
+    except torch.OutOfMemoryError as error:
+        raise TinyAudioError(
+            f"{name} ran out of accelerator memory at batch size 1", hint="use --dtype bfloat16"
+        ) from error
+    timing.audio_seconds += part.audio_seconds
+    timing.model_seconds += part.model_seconds
+    return outcomes, batch_size
 
 
 def _entry_weight(entry: SampleEntry) -> float:
@@ -505,9 +538,14 @@ def _transcribe_long(
 
 
 def _warm_up(model: TinyAudioModel, chunk: list[EvalSample], options: EvalOptions) -> None:
+    import torch
+
     clips = [s.audio for s in chunk if _unusable(s) is None and len(s.audio) <= WINDOW_SAMPLES]  # type: ignore[arg-type]
-    for _ in range(options.warmup_batches if clips else 0):
-        _transcribe_short(model, clips[: options.batch_size], options)
+    try:
+        for _ in range(options.warmup_batches if clips else 0):
+            _transcribe_short(model, clips[: options.batch_size], options)
+    except torch.OutOfMemoryError:  # the timed run finds the batch size that fits
+        _free_memory(model.device)
 
 
 def _free_memory(device: torch.device) -> None:
@@ -576,7 +614,12 @@ def summary(report: EvalReport, result: ModelResult) -> dict:
             "samples": result.long_form_samples,
         },
         "repetition_cuts": result.repetition_cuts,
-        "settings": {**asdict(report.options), "device": result.device, "dtype": result.dtype},
+        "settings": {
+            **asdict(report.options),
+            "device": result.device,
+            "dtype": result.dtype,
+            "batch_size": result.batch_size,
+        },
         "hardware": _hardware(result.device),
         "versions": versions(),
         "date": report.date,

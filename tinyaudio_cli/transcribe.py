@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ import torch
 
 from .audio import SAMPLE_RATE, WINDOW_SAMPLES, stream_audio
 from .errors import TinyAudioError
+from .model.batching import auto_batch_size
 from .model.decoding import cut_repetition
 from .model.modeling import DEFAULT_MODE, AttentionMode, TinyAudioModel, next_offset
 from .records import Segment, Transcript
@@ -32,13 +33,13 @@ from .vad import SpeechRegion, SpeechWindow, VadOptions, iter_fixed_windows, ite
 # Fast speech is about 8 LM tokens a second; a region asking for far more is an LM stuck in a loop.
 TOKENS_PER_SECOND_LIMIT = 15
 TOKEN_BUDGET_FLOOR = 16
-QUEUE_WINDOWS = 32  # encoder windows decoded ahead of the model: bounds memory (~2 MB each)
+QUEUE_WINDOWS = 32  # encoder windows decoded ahead of the model (or a batch, if more): ~2 MB each
 
 
 @dataclass
 class TranscribeOptions:
     mode: AttentionMode = DEFAULT_MODE
-    batch_size: int = 8
+    batch_size: int | None = None  # windows per batch; None: as many as fit (model.batching.auto_batch_size)
     max_new_tokens: int | None = None  # None: a budget from each region's length
     vad: VadOptions | None = field(default_factory=VadOptions)  # None: one window from the start
     stop_loops: bool = True  # a row repeating itself stops early (its text is cut at the loop)
@@ -155,8 +156,9 @@ def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: Transcri
                 units.append((window.file, placement, frames[first:last]))
     units.sort(key=lambda unit: len(unit[2]))
     segments = []
-    for start in range(0, len(units), options.batch_size):
-        chunk = units[start : start + options.batch_size]
+    rows = options.batch_size or max(1, len(units))  # set by transcribe_files
+    for start in range(0, len(units), rows):
+        chunk = units[start : start + rows]
         budgets = [token_budget(model, p.length / SAMPLE_RATE, options) for _, p, _ in chunk]
         ids = model.generate_from_frames([frames for _, _, frames in chunk], options.mode, budgets, options.stop_loops)
         for (file, placement, _), token_ids in zip(chunk, ids, strict=True):
@@ -188,7 +190,9 @@ def transcribe_files(
     Audio decoding and speech detection run on a background thread, ahead of the model.
     """
     options = options or TranscribeOptions()
-    events: queue.Queue[tuple] = queue.Queue(maxsize=QUEUE_WINDOWS)
+    batch_size = options.batch_size or auto_batch_size(model)
+    options = replace(options, batch_size=batch_size)
+    events: queue.Queue[tuple] = queue.Queue(maxsize=max(QUEUE_WINDOWS, batch_size))
     stop = threading.Event()
     producer = threading.Thread(
         target=_produce, args=(model, list(paths), options, events, stop), name="tinyaudio-audio", daemon=True
@@ -196,7 +200,6 @@ def transcribe_files(
     producer.start()
     pending: dict[int, _Pending] = {}
     batch: list[EncoderWindow] = []
-    batch_size = options.batch_size
 
     def smaller(size: int) -> None:
         nonlocal batch_size

@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ..audio import SAMPLE_RATE, WINDOW_SAMPLES
+from .batching import encoder_window_bytes, lm_window_bytes, projector_window_bytes
 from .config import AUDIO_TOKEN, TinyAudioConfig
 from .decoding import Timings, greedy_decode, timed
 from .features import log_mel
@@ -119,6 +120,17 @@ class TinyAudioModel(nn.Module):
             with torch.no_grad():
                 encoded = self.encoder(features).last_hidden_state
             return self.projector(encoded)
+
+    def window_bytes(self) -> int:
+        """Accelerator memory one more 30 s window in a batch costs, estimated high (see model.batching)."""
+        itemsize = self.dtype.itemsize
+        frames = self.audio_tokens_max
+        sequence = len(self.prompt.prefix) + frames + len(self.prompt.suffix) + self.config.max_new_tokens
+        return (
+            encoder_window_bytes(self.encoder.config, itemsize)
+            + projector_window_bytes(frames, self.lm.config.hidden_size, self.config.expert_hidden_dim, itemsize)
+            + lm_window_bytes(self.lm.config, sequence, itemsize)
+        )
 
     # -- prompt assembly ----------------------------------------------------------------------
 
