@@ -38,7 +38,7 @@ from typer.testing import CliRunner
 
 from tinyaudio_cli.cli import app
 from tinyaudio_cli.errors import TinyAudioError
-from tinyaudio_cli.evaldata import DATASETS, cached_snapshot, iter_hub_dataset
+from tinyaudio_cli.evaldata import DATASETS, cached_snapshot, decoded, hub_entries
 from tinyaudio_cli.hub import hub_errors, read_eval_summary, remote_code
 from tinyaudio_cli.model import load_model
 from tinyaudio_cli.model.config import TinyAudioConfig
@@ -343,7 +343,7 @@ def test_dataset_download_fetches_one_split_where_eval_looks(online, hub):
 
 def test_downloaded_split_is_read_offline(online):
     cache = online["home"] / "hub"
-    samples = list(iter_hub_dataset(DATASETS["loquacious"], split="test", cache_dir=cache))
+    samples = list(decoded(hub_entries(DATASETS["loquacious"], split="test", cache_dir=cache)))
     assert [sample.id for sample in samples] == ["utt-0", "utt-1", "utt-0", "utt-1"]
 
 
