@@ -237,7 +237,7 @@ def test_regions_are_packed_into_full_windows_without_pauses(model, long_speech,
 def test_out_of_memory_halves_the_batch_and_retries():
     import torch
 
-    from tinyaudio_cli.transcribe import with_backoff
+    from tinyaudio_cli.model.batching import with_backoff
 
     calls, splits = [], []
 

@@ -193,22 +193,24 @@ def load_audio(path: str | os.PathLike[str]) -> np.ndarray:
 def _native(path: Path) -> bool:
     """Whether libsndfile reads the file as 16 kHz mono: then it gives ffmpeg's samples exactly, without
     starting a process per file (what a folder of short clips would mostly spend its time on)."""
+    info = _sound_info(str(path))
+    return info is not None and info.samplerate == SAMPLE_RATE and info.channels == 1
+
+
+def _sound_info(media: bytes | str) -> soundfile._SoundFileInfo | None:
+    """libsndfile's reading of a header; None for a format it does not read."""
     try:
-        info = soundfile.info(str(path))
-    except (RuntimeError, ValueError, OSError):  # LibsndfileError is a RuntimeError: not a format it reads
-        return False
-    return info.samplerate == SAMPLE_RATE and info.channels == 1
+        return soundfile.info(io.BytesIO(media) if isinstance(media, bytes) else media)
+    except (RuntimeError, ValueError, OSError):  # LibsndfileError is a RuntimeError
+        return None
 
 
 def header_seconds(media: bytes | str | Path) -> float:
     """A recording's length read from its header, without decoding it; estimated from its size when
     libsndfile cannot read the header (AAC, video), and 0.0 for a file that is not there."""
-    try:
-        info = soundfile.info(io.BytesIO(media) if isinstance(media, bytes) else str(media))
-        if info.frames > 0 and info.samplerate > 0:
-            return info.frames / info.samplerate
-    except (RuntimeError, ValueError, OSError):  # LibsndfileError is a RuntimeError
-        pass
+    info = _sound_info(media if isinstance(media, bytes) else str(media))
+    if info is not None and info.frames > 0 and info.samplerate > 0:
+        return info.frames / info.samplerate
     try:
         size = len(media) if isinstance(media, bytes) else os.path.getsize(media)
     except OSError:

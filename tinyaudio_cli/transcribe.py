@@ -24,7 +24,7 @@ import torch
 
 from .audio import SAMPLE_RATE, WINDOW_SAMPLES, stream_audio
 from .errors import TinyAudioError
-from .model.batching import auto_batch_size
+from .model.batching import auto_batch_size, with_backoff
 from .model.decoding import cut_repetition
 from .model.modeling import DEFAULT_MODE, AttentionMode, TinyAudioModel, next_offset
 from .records import Segment, Transcript
@@ -166,20 +166,6 @@ def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: Transcri
             region = placement.region
             segments.append((file, Segment(0, region.start, region.end, text, token_ids, cut)))
     return segments
-
-
-def with_backoff(decode: Callable[[list], list], batch: list, on_split: Callable[[int], None] = lambda _: None) -> list:
-    """decode(batch), halving the batch and retrying whenever the accelerator runs out of memory."""
-    try:
-        return decode(batch)
-    except torch.OutOfMemoryError:
-        if len(batch) == 1:
-            raise
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        half = len(batch) // 2
-        on_split(half)
-        return with_backoff(decode, batch[:half], on_split) + with_backoff(decode, batch[half:], on_split)
 
 
 def transcribe_files(

@@ -67,6 +67,20 @@ def auto_batch_size(model) -> int:
     return batch_size_for(model.window_bytes(), free_bytes)
 
 
+def with_backoff(decode: Callable[[list], list], batch: list, on_split: Callable[[int], None] = lambda _: None) -> list:
+    """decode(batch), halving the batch and retrying whenever the accelerator runs out of memory."""
+    try:
+        return decode(batch)
+    except torch.OutOfMemoryError:
+        if len(batch) == 1:
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = len(batch) // 2
+        on_split(half)
+        return with_backoff(decode, batch[:half], on_split) + with_backoff(decode, batch[half:], on_split)
+
+
 def fitting_batch(run: Callable[[int], Result], batch_size: int) -> tuple[Result, int]:
     """run(batch_size), again at half the batch size whenever the accelerator runs out of memory;
     the result and the batch size that fitted. Out of memory at batch size 1 is raised."""
