@@ -76,8 +76,13 @@ class SampleEntry:
 
     id: str
     text: str
-    seconds: float  # from the header, a duration column or the encoded size: an estimate, never decoded
+    length: Callable[[], float]  # from the header, a duration column or the encoded size; never decodes
     load: Callable[[], EvalSample]
+
+    @property
+    def seconds(self) -> float:
+        """The estimated length, read only when asked for (one process never needs it)."""
+        return self.length()
 
 
 @dataclass(frozen=True)
@@ -264,7 +269,7 @@ def folder_entries(
         reference = media.with_suffix(".txt")
         if not reference.is_file():
             missing = EvalSample(sample_id, None, "", 0.0, f"no reference file {reference.name} next to {media.name}")
-            yield SampleEntry(sample_id, "", 0.0, lambda missing=missing: missing)
+            yield SampleEntry(sample_id, "", lambda: 0.0, lambda missing=missing: missing)
             continue
         yield _entry_from_file(sample_id, media, reference.read_text(encoding="utf-8").strip())
 
@@ -536,7 +541,10 @@ def _entry_from_row(spec: DatasetSpec, row: dict[str, Any], index: int) -> Sampl
             return EvalSample(sample_id, None, text, stated or 0.0, error.message)
         return EvalSample(sample_id, audio, text, len(audio) / SAMPLE_RATE)
 
-    return SampleEntry(sample_id, text, stated if stated is not None else _value_seconds(value), load)
+    def length() -> float:
+        return stated if stated is not None else _value_seconds(value)
+
+    return SampleEntry(sample_id, text, length, load)
 
 
 def _entry_from_file(sample_id: str, path: Path, text: str) -> SampleEntry:
@@ -549,7 +557,7 @@ def _entry_from_file(sample_id: str, path: Path, text: str) -> SampleEntry:
             return EvalSample(sample_id, None, text, 0.0, error.message)
         return EvalSample(sample_id, audio, text, len(audio) / SAMPLE_RATE)
 
-    return SampleEntry(sample_id, text, header_seconds(path), load)
+    return SampleEntry(sample_id, text, lambda: header_seconds(path), load)
 
 
 def _value_seconds(value: Any) -> float:
