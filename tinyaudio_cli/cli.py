@@ -9,11 +9,13 @@ import typer
 from rich.console import Console
 
 from . import __version__
+from .cli_style import Command, Group
 from .defaults import MODEL_ENV
 from .errors import TinyAudioError
 
 app = typer.Typer(
     name="tinyaudio",
+    cls=Group,
     help="Transcribe, evaluate, train and ship Tiny Audio speech models "
     "(Whisper encoder → MOSA projector → causal LM).",
     no_args_is_help=True,
@@ -107,5 +109,7 @@ def main() -> None:
 from . import cli_download, cli_eval, cli_export, cli_info, cli_train, cli_transcribe  # noqa: E402, F401
 
 for _command in app.registered_commands:
+    if _command.cls in (None, typer.core.TyperCommand):
+        _command.cls = Command
     if _command.help is None and _command.callback is not None and _command.callback.__doc__:
         _command.help = unwrap(_command.callback.__doc__)

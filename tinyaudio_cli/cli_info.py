@@ -16,7 +16,7 @@ from .cli import app
 def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Show versions, GPUs, the ffmpeg in use and the models in the Hugging Face cache.
+    """Show versions, GPUs, the ffmpeg in use, whether every dependency imports, and the models on this machine.
 
     Paste the output into a bug report.
 
@@ -45,11 +45,22 @@ def info(
         "ffmpeg", f"{ffmpeg['version']} at {ffmpeg['path']}" if ffmpeg["path"] else f"[red]{ffmpeg['error']}[/]"
     )
     table.add_row("default model", report["default_model"])
-    if report["bases_mapping"]:
-        table.add_row("TINYAUDIO_BASES", report["bases_mapping"])
+    for base in report["bases_folders"]:
+        state = "" if base["exists"] else f" [red]({base.get('error') or 'no such folder'})[/]"
+        table.add_row("TINYAUDIO_BASES", f"{base['id']} = {base['path']}{state}")
+    broken = [d for d in report["dependencies"] if d["error"]]
+    table.add_row(
+        "dependencies",
+        f"all {len(report['dependencies'])} import"
+        if not broken
+        else "[red]" + "; ".join(f"{d['name']}: {d['error']}" for d in broken) + "[/]",
+    )
+    for model in report["shipped_models"]:
+        bases = ", ".join(f"{b['id']} ({b['from']})" for b in model["bases"])
+        table.add_row(f"shipped: {model['name']}", f"{model['path']} · bases: {bases}")
     cache = report["hf_cache"]
     table.add_row("HF cache", cache["cache"])
-    models = ", ".join(f"{m['id']} ({m['size_mb']} MB)" for m in cache["models"]) or "none cached"
+    models = ", ".join(f"{m['id']} ({m['size_mb']} MB)" for m in cache["models"]) or "none in the cache"
     table.add_row("tinyaudio models", models)
     bases = ", ".join(
         f"{b['id']} ({b['size_mb']} MB)" if b["cached"] else f"{b['id']} (not cached)" for b in cache["bases"]

@@ -78,6 +78,88 @@ def cached_models() -> dict[str, Any]:
     return report
 
 
+def dependencies() -> list[dict[str, Any]]:
+    """Every package tinyaudio declares (extras aside): its version and whether its modules import. A missing or
+    broken one is the usual reason a fresh install fails, so `info` names it."""
+    import importlib
+    import re
+
+    by_distribution: dict[str, list[str]] = {}
+    for module, dists in metadata.packages_distributions().items():
+        if not module.startswith("_"):
+            for dist in dists:
+                by_distribution.setdefault(_canonical(dist), []).append(module)
+    report = []
+    for requirement in metadata.requires("tinyaudio-cli") or []:
+        if "extra ==" in requirement:
+            continue
+        name = re.split(r"[\s<>=!~;\[(]", requirement, maxsplit=1)[0]
+        entry: dict[str, Any] = {"name": name, "version": package_version(name), "error": None}
+        if entry["version"] is None:
+            entry["error"] = "not installed"
+        else:
+            for module in sorted(by_distribution.get(_canonical(name), [])):
+                try:
+                    importlib.import_module(module)
+                except Exception as error:  # any failure to import is what the user needs to see
+                    entry["error"] = f"import {module}: {type(error).__name__}: {error}".splitlines()[0]
+                    break
+        report.append(entry)
+    return report
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def shipped_models() -> list[dict[str, Any]]:
+    """Checkpoints inside the package, and where each of their bases would come from."""
+    import os
+
+    from .model.loading import BUNDLED_MODELS, parse_bases
+
+    try:
+        mapping = parse_bases(os.environ.get(BASES_ENV))
+    except Exception:
+        mapping = {}
+    report = []
+    for name, folder in BUNDLED_MODELS.items():
+        config_file = folder / "config.json"
+        if not config_file.is_file():
+            continue
+        config = json.loads(config_file.read_text())
+        bases = []
+        for key in ("audio_model_id", "text_model_id"):
+            base = config.get(key)
+            if base in mapping:
+                where = str(mapping[base]) if mapping[base].is_dir() else f"{mapping[base]} (missing)"
+            else:
+                where = "Hub cache" if _in_hub_cache(base) else "not on this machine"
+            bases.append({"id": base, "from": where})
+        report.append({"name": name, "path": str(folder), "bases": bases})
+    return report
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def bases_mapping() -> list[dict[str, Any]]:
+    """TINYAUDIO_BASES as read, each folder checked."""
+    import os
+
+    from .errors import TinyAudioError
+    from .model.loading import parse_bases
+
+    try:
+        mapping = parse_bases(os.environ.get(BASES_ENV))
+    except TinyAudioError as error:
+        return [{"id": None, "path": os.environ.get(BASES_ENV), "exists": False, "error": error.message}]
+    return [{"id": k, "path": str(v), "exists": v.is_dir()} for k, v in mapping.items()]
+
+
 def collect() -> dict[str, Any]:
     import os
 
@@ -92,5 +174,8 @@ def collect() -> dict[str, Any]:
         "ffmpeg": ffmpeg(),
         "default_model": os.environ.get(MODEL_ENV, DEFAULT_MODEL),
         "bases_mapping": os.environ.get(BASES_ENV),
+        "bases_folders": bases_mapping(),
+        "dependencies": dependencies(),
+        "shipped_models": shipped_models(),
         "hf_cache": cached_models(),
     }

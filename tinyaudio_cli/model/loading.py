@@ -73,9 +73,11 @@ def resolve_model_dir(
     kind: str = "checkpoint",
     bases: Mapping[str, str | Path] | None = None,
     revision: str | None = None,
+    download_as: str | None = None,
 ) -> Path:
     """A local folder for a model: a checkpoint shipped with tinyaudio by its short name, a folder, a base
-    id mapped to a folder, or a Hub id (the cache first)."""
+    id mapped to a folder, or a Hub id (the cache first). `download_as` is what `tinyaudio download` takes to
+    fetch it (the checkpoint a base belongs to fetches the base too)."""
     if name_or_path in BUNDLED_MODELS:
         return BUNDLED_MODELS[name_or_path]
     mapping = {**parse_bases(os.environ.get(BASES_ENV)), **{k: Path(v) for k, v in (bases or {}).items()}}
@@ -87,10 +89,10 @@ def resolve_model_dir(
     local = Path(name_or_path).expanduser()
     if local.is_dir():
         return local
-    return hub_snapshot(name_or_path, kind, revision)
+    return hub_snapshot(name_or_path, kind, revision, download_as)
 
 
-def hub_snapshot(repo_id: str, kind: str, revision: str | None = None) -> Path:
+def hub_snapshot(repo_id: str, kind: str, revision: str | None = None, download_as: str | None = None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HFValidationError
 
@@ -101,7 +103,8 @@ def hub_snapshot(repo_id: str, kind: str, revision: str | None = None) -> Path:
     except Exception as error:  # offline, not cached, unknown repo, no network: one message
         raise TinyAudioError(
             f"model {repo_id} is not on this machine and could not be fetched ({type(error).__name__})",
-            hint=f"run `tinyaudio download {repo_id}` where the Hub is reachable, or map it with {BASES_ENV}",
+            hint=f"run `tinyaudio download {download_as or repo_id}` where the Hub is reachable, "
+            f"or map it with {BASES_ENV}",
         ) from error
 
 
@@ -233,7 +236,7 @@ def load_model(
     config = TinyAudioConfig.from_pretrained(checkpoint)
     if config.projector_type != "moe":
         raise TinyAudioError(f"projector type {config.projector_type!r} is not supported (only 'moe')")
-    model = assemble(config, checkpoint, device, dtype, bases)
+    model = assemble(config, checkpoint, device, dtype, bases, download_as=name_or_path)
     state = load_file(weight_files(checkpoint)[0])
     projector_state = {k[len(PROJECTOR_PREFIX) :]: v for k, v in state.items() if k.startswith(PROJECTOR_PREFIX)}
     missing, unexpected = model.projector.load_state_dict(projector_state, strict=False)
@@ -267,12 +270,13 @@ def assemble(
     device: str | torch.device,
     dtype: str | torch.dtype,
     bases: Mapping[str, str | Path] | None,
+    download_as: str | None = None,
 ) -> TinyAudioModel:
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     attn = resolve_attention(device)
-    audio_dir = resolve_model_dir(config.audio_model_id, "audio", bases)
-    text_dir = resolve_model_dir(config.text_model_id, "text", bases)
+    audio_dir = resolve_model_dir(config.audio_model_id, "audio", bases, download_as=download_as)
+    text_dir = resolve_model_dir(config.text_model_id, "text", bases, download_as=download_as)
     encoder = load_whisper_encoder(audio_dir, dtype, device, attn)
     lm = load_lm(text_dir, dtype, device, attn)
     tokenizer = load_tokenizer(checkpoint, text_dir)
