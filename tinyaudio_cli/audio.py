@@ -218,6 +218,30 @@ def header_seconds(media: bytes | str | Path) -> float:
     return size / COMPRESSED_BYTES_PER_SECOND
 
 
+def media_seconds(path: str | Path) -> float:
+    """A media file's length for progress and ETA: the header when libsndfile reads it, else the duration
+    ffmpeg reads from the container (one short process, no decoding), else header_seconds's size estimate."""
+    info = _sound_info(str(path))
+    if info is not None and info.frames > 0 and info.samplerate > 0:
+        return info.frames / info.samplerate
+    try:
+        probe = subprocess.run(
+            [find_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(path)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired, TinyAudioError):
+        return header_seconds(path)
+    found = re.search(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)", probe.stderr)
+    if found is None:
+        return header_seconds(path)
+    hours, minutes, seconds = found.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
 def find_media(inputs: Sequence[str | os.PathLike[str]], extra_extensions: Iterable[str] = ()) -> list[Path]:
     """The media files named by inputs: files as given, directories searched recursively by extension."""
     extensions = MEDIA_EXTENSIONS | frozenset(

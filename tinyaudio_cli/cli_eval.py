@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from . import distributed
@@ -26,6 +35,7 @@ from .cli import (
     console,
     fail,
 )
+from .cli_style import clock
 from .cli_transcribe import quiet_transformers
 from .defaults import DEFAULT_MODEL, MODEL_ENV
 from .errors import TinyAudioError
@@ -264,11 +274,13 @@ def build_source(
 
 def _progress(quiet: bool) -> Progress:
     return Progress(
+        SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("samples · {task.fields[status]}"),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),
         console=console,
         disable=quiet,
     )
@@ -289,7 +301,7 @@ def _on_progress(progress: Progress):
             status = "scored"
         else:
             speed = event.audio_seconds / event.model_seconds if event.model_seconds else 0.0
-            status = f"{event.audio_seconds / 60:.1f} min audio · RTFx {speed:.1f}"
+            status = f"{clock(event.audio_seconds)} of audio · RTFx {speed:.1f}"
         total = event.samples_total if event.stage != "done" else event.samples_done
         progress.update(tasks[event.model_index], completed=event.samples_done, total=total, status=status)
 

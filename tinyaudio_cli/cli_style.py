@@ -70,3 +70,11 @@ class Group(typer.core.TyperGroup):
         params = super().get_params(ctx)
         readable(params)
         return params
+
+
+def clock(seconds: float) -> str:
+    """An amount of audio as people read it: 0:42, 12:05, 1:02:33."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -10,11 +10,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import distributed
-from .audio import find_media, header_seconds
+from .audio import find_media, header_seconds, media_seconds
 from .cli import (
     INPUT_PANEL,
     OUTPUT_PANEL,
@@ -30,6 +30,7 @@ from .cli import (
     console,
     fail,
 )
+from .cli_style import clock
 from .defaults import DEFAULT_MODEL
 from .errors import TinyAudioError
 from .writers import SubtitleOptions, expand_formats, plan_outputs, write_outputs, write_to_stream
@@ -266,20 +267,43 @@ def _transcribe_share(
 
     quiet_transformers()
 
-    if not quiet:
-        console.print(f"loading {settings['model_name']} …", highlight=False)
-    model = load_model(settings["model_name"], device=settings["device"], dtype=settings["dtype"])
-    options = TranscribeOptions(
-        mode=settings["mode"],
-        batch_size=settings["batch_size"],
-        max_new_tokens=settings["max_new_tokens"],
-        vad=VadOptions() if settings["vad"] else None,
-        pack=settings["pack"],
-    )
-    started = time.perf_counter()
     with _progress(console, quiet) as progress:
-        task = progress.add_task("transcribing", total=len(todo), audio="")
-        for result in transcribe_files(model, todo, options):
+        # the bar counts seconds of audio, so a long file moves it and the ETA; lengths are read before the model
+        # loads (headers, or ffmpeg's container duration for the first files; a size estimate past that)
+        task = progress.add_task(f"loading {settings['model_name']}", total=None, status="")
+        expected = {path: _expected_seconds(path, index) for index, path in enumerate(todo)}
+        reached: dict[Path, float] = {}
+        model = load_model(settings["model_name"], device=settings["device"], dtype=settings["dtype"])
+        options = TranscribeOptions(
+            mode=settings["mode"],
+            batch_size=settings["batch_size"],
+            max_new_tokens=settings["max_new_tokens"],
+            vad=VadOptions() if settings["vad"] else None,
+            pack=settings["pack"],
+        )
+        started = time.perf_counter()
+
+        def show() -> None:
+            elapsed = time.perf_counter() - started
+            heard = sum(reached.values())
+            speed = f" · RTFx {heard / elapsed:.1f}" if elapsed > 0 and heard else ""
+            status = f"{len(reached) - len(partial)}/{len(todo)} files · {clock(heard)} of audio{speed}"
+            progress.update(task, completed=heard, total=max(sum(expected.values()), heard), status=status)
+
+        partial: set[Path] = set()  # files the model is still inside
+
+        def moved(path: Path, seconds: float) -> None:
+            reached[path] = min(max(reached.get(path, 0.0), seconds), expected[path])
+            partial.add(path)
+            show()
+
+        progress.update(task, description="transcribing")
+        show()
+        for result in transcribe_files(model, todo, options, on_progress=moved):
+            partial.discard(result.path)
+            expected[result.path] = reached[result.path] = (
+                result.transcript.duration if result.transcript is not None else expected[result.path]
+            )
             if result.error or result.transcript is None:
                 failed.append((result.path, result.error or "unknown error"))
                 if not quiet:
@@ -299,10 +323,15 @@ def _transcribe_share(
                     audio_seconds += result.transcript.duration
                 except TinyAudioError as error:
                     failed.append((result.path, error.message))
-            elapsed = time.perf_counter() - started
-            rtf = elapsed / audio_seconds if audio_seconds else 0.0
-            progress.update(task, advance=1, audio=f"{audio_seconds / 3600:.2f} h audio · RTF {rtf:.3f}")
+            show()
     return done, failed, streamed
+
+
+MAX_PROBED_FILES = 64  # ffmpeg reads a container's duration in ~30 ms; past this many files, estimate from size
+
+
+def _expected_seconds(path: Path, index: int) -> float:
+    return media_seconds(path) if index < MAX_PROBED_FILES else header_seconds(path)
 
 
 def quiet_transformers() -> None:
@@ -315,10 +344,10 @@ def quiet_transformers() -> None:
 
 def _progress(console: Console, quiet: bool) -> Progress:
     return Progress(
+        SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("files · {task.fields[audio]}"),
+        TextColumn("{task.fields[status]}"),
         TimeRemainingColumn(),
         console=console,
         disable=quiet,

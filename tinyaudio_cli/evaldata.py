@@ -238,20 +238,29 @@ def hub_entries(
         yield _entry_from_row(spec, row, index)
 
 
+class CountedEntries(Iterator[SampleEntry]):
+    """Entries whose number is known before any is read (a manifest, a folder), so progress can show it."""
+
+    def __init__(self, entries: Iterable[SampleEntry], total: int) -> None:
+        self._entries = iter(entries)
+        self.total = total
+
+    def __next__(self) -> SampleEntry:
+        return next(self._entries)
+
+
 def manifest_entries(
     path: str | Path, max_samples: int | None = None, shuffle: bool = False, seed: int = 0
-) -> Iterator[SampleEntry]:
+) -> CountedEntries:
     """Samples listed in a JSONL, CSV or TSV manifest with `audio` (relative to the manifest), `text`
     and optionally `id` fields."""
-    path = Path(path)
-    entries = _read_manifest(path)
-    for sample_id, audio_path, text in _select(entries, max_samples, shuffle, seed):
-        yield _entry_from_file(sample_id, audio_path, text)
+    chosen = _select(_read_manifest(Path(path)), max_samples, shuffle, seed)
+    return CountedEntries((_entry_from_file(*entry) for entry in chosen), len(chosen))
 
 
 def folder_entries(
     path: str | Path, max_samples: int | None = None, shuffle: bool = False, seed: int = 0
-) -> Iterator[SampleEntry]:
+) -> CountedEntries:
     """Media files under `path` (recursively), each scored against the same-named `.txt` beside it.
 
     A media file without its `.txt` is yielded with an error rather than skipped, so a half-copied
@@ -265,13 +274,16 @@ def folder_entries(
     entries = [(media.relative_to(root).with_suffix("").as_posix(), media) for media in find_media([root])]
     if not entries:
         raise TinyAudioError(f"No media files in {root}", hint="put audio files and same-named .txt files there")
-    for sample_id, media in _select(entries, max_samples, shuffle, seed):
-        reference = media.with_suffix(".txt")
-        if not reference.is_file():
-            missing = EvalSample(sample_id, None, "", 0.0, f"no reference file {reference.name} next to {media.name}")
-            yield SampleEntry(sample_id, "", lambda: 0.0, lambda missing=missing: missing)
-            continue
-        yield _entry_from_file(sample_id, media, reference.read_text(encoding="utf-8").strip())
+    chosen = _select(entries, max_samples, shuffle, seed)
+    return CountedEntries((_folder_entry(sample_id, media) for sample_id, media in chosen), len(chosen))
+
+
+def _folder_entry(sample_id: str, media: Path) -> SampleEntry:
+    reference = media.with_suffix(".txt")
+    if not reference.is_file():
+        missing = EvalSample(sample_id, None, "", 0.0, f"no reference file {reference.name} next to {media.name}")
+        return SampleEntry(sample_id, "", lambda: 0.0, lambda: missing)
+    return _entry_from_file(sample_id, media, reference.read_text(encoding="utf-8").strip())
 
 
 def decoded(entries: Iterable[SampleEntry]) -> Iterator[EvalSample]:

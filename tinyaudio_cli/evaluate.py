@@ -223,7 +223,7 @@ class EvalProgress:
     models: int
     stage: Literal["loading", "running", "done"]
     samples_done: int = 0
-    samples_total: int | None = None  # known only when --max-samples bounds the source
+    samples_total: int | None = None  # a manifest's or folder's size, else --max-samples if given
     audio_seconds: float = 0.0
     model_seconds: float = 0.0
 
@@ -311,7 +311,7 @@ def evaluate_model(
     def report(stage: Literal["loading", "running", "done"]) -> None:
         if on_progress is not None:
             done, audio, spent = len(outcomes), timing.audio_seconds, timing.model_seconds
-            total = source.max_samples if ranks == 1 or stage == "done" else None  # a share's size is unknown
+            total = known_total if ranks == 1 or stage == "done" else None  # a share's size is unknown
             on_progress(EvalProgress(name, *position, stage, done, total, audio, spent))
 
     def share(entries: Iterable[SampleEntry]) -> Iterator[EvalSample]:
@@ -321,6 +321,8 @@ def evaluate_model(
 
     started = time.perf_counter()
     entries = source.entries()
+    # a manifest or folder knows its size; a streamed dataset only when --max-samples bounds it
+    known_total = getattr(entries, "total", source.max_samples)
     head = list(islice(entries, 1))  # open the source first: a missing dataset should not cost a model load
     timing.data_seconds += time.perf_counter() - started
     report("loading")

@@ -169,11 +169,15 @@ def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: Transcri
 
 
 def transcribe_files(
-    model: TinyAudioModel, paths: Sequence[Path], options: TranscribeOptions | None = None
+    model: TinyAudioModel,
+    paths: Sequence[Path],
+    options: TranscribeOptions | None = None,
+    on_progress: Callable[[Path, float], None] | None = None,
 ) -> Iterator[FileResult]:
     """Transcribe many files, windows from different files sharing batches; yields each file when done.
 
-    Audio decoding and speech detection run on a background thread, ahead of the model.
+    Audio decoding and speech detection run on a background thread, ahead of the model. `on_progress(path,
+    seconds)` is told after each batch how far into each file it reached, so a long file shows it is moving.
     """
     options = options or TranscribeOptions()
     batch_size = options.batch_size or auto_batch_size(model)
@@ -204,6 +208,8 @@ def transcribe_files(
             for window in batch:
                 pending[window.file].windows_left -= 1
                 pending[window.file].model_seconds += elapsed / len(batch)
+                if on_progress is not None and window.placements:
+                    on_progress(pending[window.file].path, max(p.region.end for p in window.placements))
             for file, segment in decoded:
                 pending[file].segments.append(segment)
             batch.clear()
