@@ -74,7 +74,7 @@ def test_transcribe_shows_audio_done_and_rtfx(checkpoint, paused_speech, tmp_pat
             str(tmp_path / "out"),
             "--device",
             "cpu",
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=300,
