@@ -18,7 +18,7 @@ complete -c tinyaudio -f
 complete -c tinyaudio -n __tinyaudio_needs_command -a download -d 'Fetch a model, or one split of an eval set, so that transcribe and eval work offline (HF_HUB_OFFLINE=1).'
 complete -c tinyaudio -n __tinyaudio_needs_command -a eval -d 'Word error rate and speed of one or more models on LoquaciousSet, the Open ASR sets or your own data.'
 complete -c tinyaudio -n __tinyaudio_needs_command -a export -d 'Turn a checkpoint into a self-contained folder for the Hugging Face Hub, and push it if asked.'
-complete -c tinyaudio -n __tinyaudio_needs_command -a info -d 'Show versions, GPUs, the ffmpeg in use and the models in the Hugging Face cache.'
+complete -c tinyaudio -n __tinyaudio_needs_command -a info -d 'Show versions, GPUs, the ffmpeg in use, whether every dependency imports, and the models on this machine.'
 complete -c tinyaudio -n __tinyaudio_needs_command -a train -d 'Train the projector of a Tiny Audio model; the Whisper encoder and the LM stay frozen.'
 complete -c tinyaudio -n __tinyaudio_needs_command -a transcribe -d 'Transcribe media files or whole folders to txt, SRT, VTT, JSON or TSV.'
 complete -c tinyaudio -n __tinyaudio_needs_command -l help -s h -d 'Show this message and exit.'

@@ -87,7 +87,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
             )
         }
         'info' = @{
-            Help = 'Show versions, GPUs, the ffmpeg in use and the models in the Hugging Face cache.'
+            Help = 'Show versions, GPUs, the ffmpeg in use, whether every dependency imports, and the models on this machine.'
             Options = @(
                 @{ Names = @('--help', '-h'); Help = 'Show this message and exit.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--json'); Help = 'Print JSON instead of a table.'; Value = $false; Choices = @(); Paths = '' }
