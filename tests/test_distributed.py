@@ -71,6 +71,7 @@ def test_shard_stream_splits_a_stream_by_weight() -> None:
     assert shares[0] == [(0, 5.0), (6, 3.0)] and [index for index, _ in shares[1]] == [1, 2, 3, 4, 5, 7]
 
 
+@pytest.mark.slow  # several processes or a long decode: out of the fast loop
 def test_two_process_transcribe_equals_one_process(checkpoint, encoded, paused_speech, tmp_path) -> None:
     media = tmp_path / "media"
     (media / "sub").mkdir(parents=True)
@@ -125,6 +126,7 @@ def manifest(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path:
     return path
 
 
+@pytest.mark.slow  # several processes or a long decode: out of the fast loop
 def test_two_process_eval_equals_one_process(checkpoint, manifest, tmp_path) -> None:
     single = tmp_path / "single"
     result = CliRunner().invoke(app, ["eval", "--manifest", str(manifest), "-m", str(checkpoint), "-o", str(single),
@@ -144,6 +146,7 @@ def test_two_process_eval_equals_one_process(checkpoint, manifest, tmp_path) -> 
     assert completed.stdout.count("WER") == result.stdout.count("WER") > 0  # the results are printed once
 
 
+@pytest.mark.slow  # several processes or a long decode: out of the fast loop
 def test_two_process_stdout_is_in_input_order_and_failures_fail_every_rank(checkpoint, encoded, broken, tmp_path):
     media = tmp_path / "media"
     media.mkdir()

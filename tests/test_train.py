@@ -370,6 +370,7 @@ def test_resumed_run_equals_uninterrupted_run(bases, noisy_speech, tmp_path):
     assert state["step"] == 6 and state["samples_seen"] == 6 * 4
 
 
+@pytest.mark.slow  # several processes or a long decode: out of the fast loop
 def test_two_process_ddp_equals_one_process(bases, speech, tmp_path):
     """torchrun, 2 gloo ranks × batch 1 × 2 accumulation = 1 process × batch 2 × 2 accumulation, same data."""
     values = {"max_steps": 3, "projector_dropout": 0.0, "mask_time_prob": 0.0, "warmup_steps": 0}

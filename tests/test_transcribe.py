@@ -171,6 +171,7 @@ def test_windows_from_many_files_share_batches_without_changing_results(model, e
     ]
 
 
+@pytest.mark.slow  # several processes or a long decode: out of the fast loop
 def test_loops_stop_early_unless_turned_off(checkpoint, paused_speech):
     stuck = load_model(str(checkpoint), device="cpu")
     word = 42  # an LM that can only say one word: every segment is a loop
