@@ -72,7 +72,8 @@ def test_every_container_and_codec_gives_valid_outputs(checkpoint, encoded, tmp_
             run_ffmpeg("-i", stem.with_suffix(f".{fmt}"), "-f", "srt", tmp_path / "check.srt")
         assert stem.with_suffix(".txt").read_text().strip() == data["text"]
         assert stem.with_suffix(".tsv").read_text().startswith("start\tend\ttext")
-    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*"))
+    # no temporary files left: the one hidden file is tinyaudio's record of the outputs it wrote
+    assert [path.name for path in out.rglob(".*")] == [".tinyaudio-outputs.jsonl"]
 
 
 def test_tree_with_colliding_names_is_mirrored_and_resumes(checkpoint, encoded, tmp_path):
@@ -97,7 +98,12 @@ def test_outputs_go_next_to_inputs_by_default(checkpoint, encoded, tmp_path):
     media = tmp_path / "meeting.mp4"
     shutil.copy(encoded["mp4 video"], media)
     assert run(checkpoint, media, "--srt", "--json", "-q").exit_code == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["meeting.json", "meeting.mp4", "meeting.srt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".tinyaudio-outputs.jsonl",
+        "meeting.json",
+        "meeting.mp4",
+        "meeting.srt",
+    ]
 
 
 def test_silence_and_noise_give_empty_transcripts(checkpoint, silence_wav, noise_wav, tmp_path):
