@@ -218,6 +218,7 @@ os.fsync = fsync
 """
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_sigterm_while_writing_removes_the_temporary_file(checkpoint, wav):
     result = cli(wav, "-m", checkpoint, "-q", prelude=SIGNAL_DURING_FSYNC.format(name="SIGTERM"))
     assert result.returncode == 128 + signal.SIGTERM, result.stderr

@@ -190,9 +190,9 @@ def name_too_long(path: Path) -> str | None:
     size = len(os.fsencode(path.name))
     try:
         limit = os.pathconf(nearest_existing(path.parent), "PC_NAME_MAX")
-    except (AttributeError, ValueError, OSError):  # no pathconf (Windows), or no answer
-        limit = 255
-    if size > limit:
+    except (AttributeError, ValueError, OSError):  # no pathconf (Windows counts UTF-16 units), or no answer
+        return None
+    if 0 < limit < size:
         return f"output name {path.name[:40]}… would be {size} bytes, over the {limit} the file system allows"
     return None
 
