@@ -212,6 +212,34 @@ def test_undecodable_files_raise_one_clear_line(broken, kind, reason):
     assert isinstance(caught.value, TinyAudioError) and caught.value.hint
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_is_named_as_one_and_never_read(tmp_path):
+    fifo = tmp_path / "live.wav"
+    os.mkfifo(fifo)  # nobody writes to it: reading it would wait for ever
+    for decode in (load_audio, lambda path: next(stream_audio(path))):
+        with pytest.raises(AudioDecodeError) as caught:
+            decode(fifo)
+        assert caught.value.reason == "not a regular file (FIFO)"
+
+
+def test_a_corrupt_mp3_says_so_with_ffmpegs_reason(tmp_path, encoded):
+    """ffmpeg's last word on these is "Invalid argument" (EINVAL), which tells a user nothing."""
+    mp3 = encoded["mp3"].read_bytes()
+    noise = np.random.default_rng(0).bytes(5000)
+    cases = {
+        "noise.mp3": noise,  # not an mp3 at all, but named one
+        "header_only.mp3": mp3[:10],
+        "id3_then_noise.mp3": b"ID3\x03\x00\x00\x00\x00\x00\x0a" + bytes(10) + noise,
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(AudioDecodeError) as caught:
+            load_audio(path)
+        assert caught.value.reason.startswith("corrupt or unsupported mp3 file"), caught.value.reason
+        assert "Invalid argument" not in caught.value.message
+
+
 def test_missing_file_and_directory_raise(tmp_path):
     with pytest.raises(AudioDecodeError, match="no such file") as caught:
         next(stream_audio(tmp_path / "nowhere.wav"))

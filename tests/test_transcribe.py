@@ -72,7 +72,8 @@ def test_every_container_and_codec_gives_valid_outputs(checkpoint, encoded, tmp_
             run_ffmpeg("-i", stem.with_suffix(f".{fmt}"), "-f", "srt", tmp_path / "check.srt")
         assert stem.with_suffix(".txt").read_text().strip() == data["text"]
         assert stem.with_suffix(".tsv").read_text().startswith("start\tend\ttext")
-    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*"))
+    # no temporary files left: the one hidden file is tinyaudio's record of the outputs it wrote
+    assert [path.name for path in out.rglob(".*")] == [".tinyaudio-outputs.jsonl"]
 
 
 def test_tree_with_colliding_names_is_mirrored_and_resumes(checkpoint, encoded, tmp_path):
@@ -97,7 +98,12 @@ def test_outputs_go_next_to_inputs_by_default(checkpoint, encoded, tmp_path):
     media = tmp_path / "meeting.mp4"
     shutil.copy(encoded["mp4 video"], media)
     assert run(checkpoint, media, "--srt", "--json", "-q").exit_code == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["meeting.json", "meeting.mp4", "meeting.srt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".tinyaudio-outputs.jsonl",
+        "meeting.json",
+        "meeting.mp4",
+        "meeting.srt",
+    ]
 
 
 def test_silence_and_noise_give_empty_transcripts(checkpoint, silence_wav, noise_wav, tmp_path):
@@ -182,9 +188,13 @@ def test_loops_stop_early_unless_turned_off(checkpoint, paused_speech):
     full = transcribe(stuck, paused_speech.path, TranscribeOptions(max_new_tokens=40, stop_loops=False))
     assert len(stopped.segments) == len(full.segments) == len(paused_speech.spans)
     for early, whole in zip(stopped.segments, full.segments, strict=True):
-        assert whole.tokens == [word] * 40
-        assert early.tokens == [word] * REPEAT_CHECK_EVERY  # stopped at the first check
         assert early.text == whole.text and early.repetition_cut and whole.repetition_cut
+        # the loop is cut from the tokens as from the text (the loop stopped at the first check either way)
+        assert early.tokens == whole.tokens == [word]
+        assert stuck.decode_text(early.tokens) == early.text
+    audio = [load_audio(paused_speech.path)]
+    assert stuck.generate_ids(audio, max_new_tokens=40, stop_loops=True) == [[word] * REPEAT_CHECK_EVERY]
+    assert stuck.generate_ids(audio, max_new_tokens=40) == [[word] * 40]
 
 
 def test_repetition_guard():

@@ -314,22 +314,17 @@ def test_memory_stays_bounded_on_long_input(long_speech, paused_speech):
     assert peak < 8_000_000 < whole, f"peak {peak / 1e6:.1f} MB while the input is {whole / 1e6:.0f} MB"
 
 
-def test_fixed_windows_take_the_first_30_seconds_and_stop_reading(long_speech):
-    consumed = 0
-
-    def counting() -> Iterator[np.ndarray]:
-        nonlocal consumed
-        for block in blocks_of(long_speech.audio, 4.0):
-            consumed += 1
-            yield block
-
-    windows = list(iter_fixed_windows(counting()))
-    assert len(windows) == 1
-    window = windows[0]
-    np.testing.assert_array_equal(window.samples, long_speech.audio[: WINDOW_SECONDS * SAMPLE_RATE])
-    assert (window.start, window.end) == (0.0, WINDOW_SECONDS)
-    assert window.regions == [SpeechRegion(0.0, WINDOW_SECONDS)]
-    assert consumed == int(np.ceil(WINDOW_SECONDS / 4.0))
+@pytest.mark.parametrize("block_seconds", [4.0, 7.3, 45.0])
+def test_fixed_windows_cover_the_whole_stream_in_consecutive_30_second_windows(long_speech, block_seconds):
+    """--no-vad reads all of a file, as openai-whisper does: windows back to back, each timed where it is."""
+    windows = list(iter_fixed_windows(blocks_of(long_speech.audio, block_seconds)))
+    size = WINDOW_SECONDS * SAMPLE_RATE
+    assert len(windows) == int(np.ceil(len(long_speech.audio) / size)) >= 2
+    for index, window in enumerate(windows):
+        np.testing.assert_array_equal(window.samples, long_speech.audio[index * size : (index + 1) * size])
+        assert window.start == index * WINDOW_SECONDS
+        assert window.regions == [SpeechRegion(window.start, window.end)]
+    assert windows[-1].end == pytest.approx(long_speech.duration)
 
 
 def test_fixed_windows_of_a_short_file_hold_all_of_it(paused_speech):

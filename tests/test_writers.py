@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
 import io
 import itertools
@@ -345,14 +346,21 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.rglob("*") if path.name.endswith(".tmp"))
 
 
+def written_by_tinyaudio(path: Path, text: str) -> str:
+    """Have tinyaudio write `path` (its format from the suffix) for a one-segment transcript; its content."""
+    transcript = Transcript("old.wav", [Segment(0, 0.0, 1.0, text)], 1.0, "tiny")
+    write_outputs(transcript, {path.suffix.lstrip("."): path}, DEFAULT)
+    return path.read_text(encoding="utf-8")
+
+
 def test_failing_writer_leaves_targets_untouched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(WRITERS, "srt", BrokenWriter)
     old = tmp_path / "talk.srt"
-    old.write_text("old subtitles", encoding="utf-8")
+    before = written_by_tinyaudio(old, "old subtitles")
+    monkeypatch.setitem(WRITERS, "srt", BrokenWriter)
     fresh = tmp_path / "talk.txt"
     with pytest.raises(RuntimeError, match="mid-file"):
         write_outputs(mixed_transcript(), {"txt": fresh, "srt": old}, DEFAULT)
-    assert old.read_text(encoding="utf-8") == "old subtitles"
+    assert old.read_text(encoding="utf-8") == before
     assert not fresh.exists()  # rendered fine, but nothing moves until every format has
     assert leftovers(tmp_path) == []
 
@@ -361,18 +369,18 @@ def test_failing_rename_leaves_target_and_no_temp(tmp_path: Path, monkeypatch: p
     def no_replace(src: str, dst: str) -> None:
         raise PermissionError(13, "Permission denied", str(dst))
 
-    monkeypatch.setattr(writers.os, "replace", no_replace)
     old = tmp_path / "talk.json"
-    old.write_text("{}", encoding="utf-8")
-    with pytest.raises(TinyAudioError, match=r"talk\.json"):
+    before = written_by_tinyaudio(old, "old")
+    monkeypatch.setattr(writers.os, "replace", no_replace)
+    with pytest.raises(TinyAudioError, match=r"cannot write .*talk\.json"):
         write_outputs(mixed_transcript(), {"json": old}, DEFAULT)
-    assert old.read_text(encoding="utf-8") == "{}"
+    assert old.read_text(encoding="utf-8") == before
     assert leftovers(tmp_path) == []
 
 
 def test_successful_write_replaces_and_creates_folders(tmp_path: Path) -> None:
     old = tmp_path / "talk.txt"
-    old.write_text("stale", encoding="utf-8")
+    written_by_tinyaudio(old, "stale")
     nested = tmp_path / "out" / "deeper" / "talk.srt"
     write_outputs(mixed_transcript(), {"txt": old, "srt": nested}, DEFAULT)
     assert old.read_text(encoding="utf-8").startswith("Hello there")
@@ -382,6 +390,32 @@ def test_successful_write_replaces_and_creates_folders(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.write_text("x")
     assert os.stat(nested).st_mode == os.stat(plain).st_mode
+
+
+def test_a_file_tinyaudio_did_not_write_is_never_replaced(tmp_path: Path) -> None:
+    """A reference transcript beside its audio, or an output the user edited, stays as it is."""
+    reference = tmp_path / "clip.txt"
+    reference.write_text("the reference transcript\n", encoding="utf-8")
+    edited = tmp_path / "talk.srt"
+    written_by_tinyaudio(edited, "what the model said")
+    edited.write_text(edited.read_text(encoding="utf-8").replace("model", "speaker"), encoding="utf-8")
+    fresh = tmp_path / "clip.json"
+    for target in (reference, edited):
+        before = target.read_text(encoding="utf-8")
+        with pytest.raises(TinyAudioError, match="not written by tinyaudio"):
+            write_outputs(mixed_transcript(), {"json": fresh, target.suffix[1:]: target}, DEFAULT)
+        assert target.read_text(encoding="utf-8") == before
+        assert not fresh.exists() and leftovers(tmp_path) == []
+
+
+def test_outputs_written_are_recorded_by_name_and_content(tmp_path: Path) -> None:
+    targets = write_all(mixed_transcript(), tmp_path)
+    log = [json.loads(line) for line in (tmp_path / ".tinyaudio-outputs.jsonl").read_text().splitlines()]
+    assert sorted(entry["name"] for entry in log) == sorted(path.name for path in targets.values())
+    for entry in log:
+        data = (tmp_path / entry["name"]).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["size"] == len(data)
+    write_all(mixed_transcript(), tmp_path)  # ours: replaced without a word
 
 
 def test_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import io
 import os
 import re
 import shutil
+import stat
 import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -60,7 +61,11 @@ _GENERIC_LINE = re.compile(
     r"^(Error opening (input|output) files?\b.*|Conversion failed!|Exiting normally.*"
     r"|To ignore this, add a trailing '\?' to the map\.)$"
 )
-_LOG_PREFIX = re.compile(r"^\[[^\]]+ @ 0x[0-9a-f]+\]\s*")
+_LOG_PREFIX = re.compile(r"^\[([^\]@ ]+)[^\]]* @ 0x[0-9a-f]+\]\s*")
+# How ffmpeg ends when its demuxer gave up on the input without words for it (EINVAL's strerror); ffmpeg 7
+# says it as "[in#0 @ 0x…] Error opening input: Invalid argument".
+_OPEN_FAILED = re.compile(r"^(Error opening input: )?Invalid argument$")
+_STREAM_LABEL = re.compile(r"^(in|out)#\d")  # ffmpeg 7's "[in#0 @ 0x…]" names a file, not a format
 
 
 class AudioDecodeError(TinyAudioError):
@@ -110,10 +115,17 @@ def _ffmpeg_command(path: Path) -> list[str]:
 def _failure_reason(stderr_lines: Iterable[str], path: Path) -> str:
     """The one line of ffmpeg's log that tells the user what is wrong with the file."""
     lines = []
+    formats = []  # the demuxers and decoders that spoke ("[mp3 @ 0x…]"), latest last
     for raw in stderr_lines:
+        if (prefix := _LOG_PREFIX.match(raw.strip())) and not _STREAM_LABEL.match(prefix.group(1)):
+            formats.append(prefix.group(1))
         line = _LOG_PREFIX.sub("", raw.strip())
         for name in (f"file:{path}", str(path)):
             line = line.removeprefix(f"{name}: ")
+        if _OPEN_FAILED.match(line):
+            # ffmpeg's whole verdict on a file its demuxer gave up on: say that, with the demuxer's reason
+            kind = formats[-1] if formats else path.suffix.lstrip(".").lower() or "media"
+            return f"corrupt or unsupported {kind} file" + (f" ({lines[-1]})" if lines else "")
         if line and not _GENERIC_LINE.match(line):
             lines.append(line)
     for needle, reason in _KNOWN_FAILURES:
@@ -124,11 +136,28 @@ def _failure_reason(stderr_lines: Iterable[str], path: Path) -> str:
     return lines[-1] if lines else "ffmpeg failed without saying why"
 
 
+# What a path names when it is not a regular file, in the words `ls -l` users know.
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
+
+
 def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise AudioDecodeError(path, "no such file", hint="check the path")
-    if path.is_dir():
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise AudioDecodeError(path, "no such file", hint="check the path") from None
+    except OSError as error:
+        raise AudioDecodeError(path, error.strerror or str(error)) from None
+    if stat.S_ISDIR(mode):
         raise AudioDecodeError(path, "is a directory, not a media file")
+    if not stat.S_ISREG(mode):
+        # A pipe would be read by ffmpeg and by the size guess at once, and could not be read twice.
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "special file")
+        raise AudioDecodeError(path, f"not a regular file ({kind})", hint="save the media to a file first")
     if path.stat().st_size == 0:
         raise AudioDecodeError(path, "the file is empty")
 
@@ -208,6 +237,8 @@ def _sound_info(media: bytes | str) -> soundfile._SoundFileInfo | None:
 def header_seconds(media: bytes | str | Path) -> float:
     """A recording's length read from its header, without decoding it; estimated from its size when
     libsndfile cannot read the header (AAC, video), and 0.0 for a file that is not there."""
+    if not isinstance(media, bytes) and not os.path.isfile(media):
+        return 0.0  # missing, or a pipe: reading its header would take (or wait for) what ffmpeg is to decode
     info = _sound_info(media if isinstance(media, bytes) else str(media))
     if info is not None and info.frames > 0 and info.samplerate > 0:
         return info.frames / info.samplerate

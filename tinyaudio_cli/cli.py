@@ -76,7 +76,7 @@ def fail(error: TinyAudioError) -> typer.Exit:
     console.print(f"[bold red]error:[/] {error.message}", highlight=False, soft_wrap=True)
     if error.hint:
         console.print(f"[dim]hint: {error.hint}[/]", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
+    return typer.Exit(error.exit_code)
 
 
 def _version(value: bool) -> None:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
+import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -32,10 +39,13 @@ from .cli import (
 )
 from .cli_style import clock
 from .defaults import DEFAULT_MODEL
-from .errors import TinyAudioError
-from .writers import SubtitleOptions, expand_formats, plan_outputs, write_outputs, write_to_stream
+from .errors import TinyAudioError, UsageError
+from .outputs import Checked, Ownership, check_plans
+from .writers import FORMATS, SubtitleOptions, expand_formats, plan_outputs, write_outputs, write_to_stream
 
 STDOUT = "-"
+# Formats that describe one recording: one timeline (srt, vtt) or rows without a file column (tsv).
+ONE_RECORDING_FORMATS = ("srt", "vtt", "tsv")
 
 
 @app.command(no_args_is_help=True)
@@ -67,7 +77,7 @@ def transcribe(
         bool,
         typer.Option(
             "--overwrite",
-            help="Replace existing outputs (default: skip inputs already done).",
+            help="Redo inputs already done, replacing outputs tinyaudio wrote (never a file it did not write).",
             rich_help_panel=OUTPUT_PANEL,
         ),
     ] = False,
@@ -97,7 +107,7 @@ def transcribe(
         bool,
         typer.Option(
             "--no-vad",
-            help="No voice detection: one window from the start of each file (at most 30 s).",
+            help="No voice detection: the whole of each file in consecutive 30 s windows, one segment each.",
             rich_help_panel=INPUT_PANEL,
         ),
     ] = False,
@@ -121,7 +131,8 @@ def transcribe(
     """Transcribe media files or whole folders to txt, SRT, VTT, JSON or TSV.
 
     Any container or codec ffmpeg reads works. Silero VAD finds the speech; silence is never sent to
-    the model. Inputs whose outputs already exist are skipped, so an interrupted run resumes.
+    the model. Inputs whose outputs tinyaudio already wrote are skipped, so an interrupted run resumes; a
+    file tinyaudio did not write (a reference transcript beside its audio) is never replaced.
 
     [bold]Examples[/]
 
@@ -137,27 +148,60 @@ def transcribe(
         name for name, on in (("srt", srt), ("vtt", vtt), ("json", json_), ("txt", txt)) if on
     ]
     try:
-        code = run_transcribe(
-            inputs=inputs,
-            formats=chosen or ["txt"],
-            output_dir=output_dir,
-            overwrite=overwrite,
-            subtitle=(max_line_width, max_line_count, max_cue_duration),
-            extensions=extensions or [],
-            vad=not no_vad,
-            model_name=model,
-            mode="reference" if reference_mode else "trimmed",
-            max_new_tokens=max_new_tokens,
-            device=device,
-            dtype=dtype,
-            batch_size=batch_size,
-            pack=pack,
-            quiet=quiet,
-            console=console,
-        )
+        with exit_on_signals():
+            code = run_transcribe(
+                inputs=inputs,
+                formats=chosen or ["txt"],
+                output_dir=output_dir,
+                overwrite=overwrite,
+                subtitle=(max_line_width, max_line_count, max_cue_duration),
+                extensions=extensions or [],
+                vad=not no_vad,
+                model_name=model,
+                mode="reference" if reference_mode else "trimmed",
+                max_new_tokens=max_new_tokens,
+                device=device,
+                dtype=dtype,
+                batch_size=batch_size,
+                pack=pack,
+                quiet=quiet,
+                console=console,
+            )
     except TinyAudioError as error:
         raise fail(error) from None
+    except Stopped as stopped:
+        console.print(f"[bold red]stopped[/] by {stopped.name}", highlight=False, soft_wrap=True)
+        raise typer.Exit(128 + stopped.signum) from None
     raise typer.Exit(code)
+
+
+class Stopped(BaseException):
+    """A termination signal, raised in the main thread so that `finally` blocks (temporary files) run.
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def exit_on_signals() -> Iterator[None]:
+    """SIGTERM (and SIGHUP) end the run like Ctrl-C does, through the cleanup, instead of killing it on the spot."""
+    wanted = [signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stopped(signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in wanted}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def collect_inputs(inputs: list[Path], extensions: list[str]) -> list[tuple[Path, Path | None]]:
@@ -194,20 +238,34 @@ def run_transcribe(
     its share of the files still to do (balanced by file size, a cheap stand-in for duration that needs no
     probing), writes its own outputs; rank 0 prints the merged summary and every rank returns its exit code."""
     formats = expand_formats(formats)
+    if not formats:
+        raise UsageError(f"-f names no output format: choose from {', '.join(FORMATS)} or all")
     subtitle_options = SubtitleOptions(*subtitle)
     to_stdout = output_dir == STDOUT
     if to_stdout and len(formats) != 1:
-        raise TinyAudioError("-o - writes one format to stdout", hint="choose exactly one --format")
+        raise UsageError("-o - writes one format to stdout", hint="choose exactly one --format")
     pairs = collect_inputs(inputs, extensions)
+    if to_stdout and formats[0] in ONE_RECORDING_FORMATS and len({m.resolve() for m, _ in pairs}) > 1:
+        # Concatenated, their timelines would restart and WebVTT would need cue times that never go back.
+        raise UsageError(
+            f"-o - writes {formats[0]} for one input at a time, got {len(pairs)}: use -o DIR, or txt or json to stdout"
+        )
     plans = {} if to_stdout else plan_outputs(pairs, formats, Path(output_dir) if output_dir else None)
     rank, ranks, _ = distributed.world()
     device = distributed.init(device)
+    ownership = Ownership()
     try:
-        todo = [media for media, _ in pairs] if to_stdout else list(plans)
-        skipped = [] if overwrite or to_stdout else [m for m in todo if all(p.exists() for p in plans[m].values())]
-        # rank 0's view of what is done, before any rank writes: another rank planning late could see its outputs
-        skipped = distributed.broadcast(skipped)
-        todo = [media for media in todo if media not in skipped]
+        if to_stdout:
+            checked = Checked(todo=[media for media, _ in pairs])
+        else:
+            # rank 0 alone looks at the disk (and clears stale temps) before any rank writes; every rank gets
+            # its verdict, or its error, so that all stop together
+            verdict = _check(plans, output_dir, overwrite, ownership) if rank == 0 else None
+            checked = _raise_if_error(distributed.broadcast(verdict))
+        skipped, todo = checked.skipped, checked.todo
+        if rank == 0 and not quiet:
+            for path, reason in checked.refused:
+                _print_failed(console, path, reason)
         mine = distributed.shard_by_weight(todo, [header_seconds(m) for m in todo], rank, ranks) if ranks > 1 else todo
         settings = {
             "model_name": model_name,
@@ -221,7 +279,7 @@ def run_transcribe(
         }
         quiet_here = quiet or rank != 0  # progress and per-file lines from rank 0 only
         done, failed, streamed = _transcribe_share(
-            mine, formats, plans, subtitle_options, to_stdout, ranks, settings, quiet_here, console
+            mine, formats, plans, subtitle_options, to_stdout, ranks, settings, quiet_here, console, ownership
         )
         if ranks > 1:
             shares = distributed.gather((done, failed, streamed))
@@ -230,16 +288,52 @@ def run_transcribe(
             failed = [(path, failed_at[path]) for path in todo if path in failed_at]
             if rank == 0 and to_stdout:  # one stream, in input order, as one process writes it
                 texts = {path: text for share in shares for path, text in share[2].items()}
-                sys.stdout.write("".join(texts[path] for path in todo if path in texts))
-                sys.stdout.flush()
+                _to_stdout(lambda stream: stream.write("".join(texts[path] for path in todo if path in texts)))
+        failed = checked.refused + failed
     finally:
         distributed.close()
     if rank == 0 and not quiet:
         _summary(console, done, skipped, failed)
     elif rank == 0 and failed:
         for path, reason in failed:
-            console.print(f"[red]failed[/] {path}: {reason}", highlight=False)
+            _print_failed(console, path, reason)
     return 1 if failed else 0
+
+
+def _check(
+    plans: dict[Path, dict[str, Path]], output_dir: str | None, overwrite: bool, ownership: Ownership
+) -> Checked | tuple[str, str | None, int]:
+    """check_plans, with an error returned as (message, hint, exit code) so it can be sent to every rank."""
+    try:
+        return check_plans(plans, Path(output_dir) if output_dir else None, overwrite, ownership)
+    except TinyAudioError as error:
+        return error.message, error.hint, error.exit_code
+
+
+def _raise_if_error(verdict: Checked | tuple[str, str | None, int]) -> Checked:
+    if isinstance(verdict, Checked):
+        return verdict
+    message, hint, exit_code = verdict
+    raise (UsageError if exit_code == UsageError.exit_code else TinyAudioError)(message, hint=hint)
+
+
+def _print_failed(console: Console, path: Path, reason: str) -> None:
+    # soft_wrap: one line per file whatever the width rich assumes (80 columns for a pipe or a log), to grep
+    console.print(f"[red]failed[/] {escape(str(path))}: {escape(reason)}", highlight=False, soft_wrap=True)
+
+
+def _to_stdout(write: Callable[[TextIO], object]) -> None:
+    """Write to stdout; a failure to (a full disk, a closed pipe) ends the run with one line."""
+    try:
+        write(sys.stdout)
+        sys.stdout.flush()
+    except OSError as error:
+        # What is still buffered would fail again when Python exits and print a traceback of its own.
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        raise TinyAudioError(f"cannot write to standard output: {error.strerror or error}") from None
 
 
 def _transcribe_share(
@@ -252,6 +346,7 @@ def _transcribe_share(
     settings: dict,
     quiet: bool,
     console: Console,
+    ownership: Ownership,
 ) -> tuple[int, list[tuple[Path, str]], dict[Path, str]]:
     """This process's files: (files done, (file, reason) for each failure, text held back for stdout).
     With several ranks, stdout text is held back so that rank 0 can write all of it in input order.
@@ -304,25 +399,27 @@ def _transcribe_share(
             expected[result.path] = reached[result.path] = (
                 result.transcript.duration if result.transcript is not None else expected[result.path]
             )
-            if result.error or result.transcript is None:
-                failed.append((result.path, result.error or "unknown error"))
-                if not quiet:
-                    progress.console.print(f"[red]failed[/] {result.path}: {result.error}", highlight=False)
+            reason = result.error or ("unknown error" if result.transcript is None else None)
+            if result.transcript is not None and reason is None:
+                transcript = result.transcript
+                if to_stdout and ranks > 1:
+                    buffer = io.StringIO()
+                    write_to_stream(transcript, formats[0], buffer, subtitle_options)
+                    streamed[result.path] = buffer.getvalue()
+                elif to_stdout:  # a stdout that takes nothing more ends the run
+                    _to_stdout(functools.partial(write_to_stream, transcript, formats[0], options=subtitle_options))
+                else:
+                    try:
+                        write_outputs(transcript, plans[result.path], subtitle_options, ownership)
+                    except TinyAudioError as error:
+                        reason = error.message
+            if reason is None:
+                done += 1
+                audio_seconds += result.transcript.duration if result.transcript else 0.0
             else:
-                try:
-                    if to_stdout and ranks > 1:
-                        buffer = io.StringIO()
-                        write_to_stream(result.transcript, formats[0], buffer, subtitle_options)
-                        streamed[result.path] = buffer.getvalue()
-                    elif to_stdout:
-                        write_to_stream(result.transcript, formats[0], sys.stdout, subtitle_options)
-                        sys.stdout.flush()
-                    else:
-                        write_outputs(result.transcript, plans[result.path], subtitle_options)
-                    done += 1
-                    audio_seconds += result.transcript.duration
-                except TinyAudioError as error:
-                    failed.append((result.path, error.message))
+                failed.append((result.path, reason))
+                if not quiet:
+                    _print_failed(progress.console, result.path, reason)
             show()
     return done, failed, streamed
 
@@ -362,4 +459,4 @@ def _summary(console: Console, done: int, skipped: list[Path], failed: list[tupl
     table.add_row("failed", str(len(failed)))
     console.print(table)
     for path, reason in failed:
-        console.print(f"  [red]✗[/] {path}: {reason}", highlight=False)
+        console.print(f"  [red]✗[/] {escape(str(path))}: {escape(reason)}", highlight=False, soft_wrap=True)

@@ -85,8 +85,15 @@ class _Pending:
 
 def guarded_text(model: TinyAudioModel, token_ids: Sequence[int]) -> tuple[str, bool]:
     """The text of generated ids after the repetition guard, and whether the guard cut anything."""
+    _, text, cut = guarded(model, token_ids)
+    return text, cut
+
+
+def guarded(model: TinyAudioModel, token_ids: Sequence[int]) -> tuple[list[int], str, bool]:
+    """(the ids a segment keeps, their text, whether the guard cut a loop): a cut segment keeps only the ids
+    before the loop, so that its tokens say what its text says; an uncut one keeps all, stop token included."""
     kept, cut = cut_repetition([t for t in token_ids if t not in model.stop_ids])
-    return model.decode_text(kept), cut
+    return (kept if cut else list(token_ids)), model.decode_text(kept), cut
 
 
 def token_budget(model: TinyAudioModel, seconds: float, options: TranscribeOptions) -> int:
@@ -162,9 +169,9 @@ def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: Transcri
         budgets = [token_budget(model, p.length / SAMPLE_RATE, options) for _, p, _ in chunk]
         ids = model.generate_from_frames([frames for _, _, frames in chunk], options.mode, budgets, options.stop_loops)
         for (file, placement, _), token_ids in zip(chunk, ids, strict=True):
-            text, cut = guarded_text(model, token_ids)
+            kept, text, cut = guarded(model, token_ids)
             region = placement.region
-            segments.append((file, Segment(0, region.start, region.end, text, token_ids, cut)))
+            segments.append((file, Segment(0, region.start, region.end, text, kept, cut)))
     return segments
 
 

@@ -353,18 +353,25 @@ def _window(cut: _Cut, audio: np.ndarray, audio_start: int) -> SpeechWindow:
 
 
 def iter_fixed_windows(blocks: Iterable[np.ndarray], max_seconds: float = WINDOW_SECONDS) -> Iterator[SpeechWindow]:
-    """The --no-vad path: the first max_seconds of the stream as one window, the rest left unread."""
+    """The --no-vad path: the whole stream in consecutive windows of max_seconds (the last one shorter), as
+    openai-whisper reads a file without VAD; each window is one region, timed where it is in the stream."""
     wanted = round(max_seconds * SAMPLE_RATE)
     parts: list[np.ndarray] = []
-    have = 0
-    for block in blocks:
-        parts.append(np.asarray(block, dtype=np.float32).reshape(-1)[: wanted - have])
-        have += len(parts[-1])
-        if have >= wanted:
-            break
-    close = getattr(blocks, "close", None)
-    if close is not None:  # stops the ffmpeg behind stream_audio instead of leaving it blocked
-        close()
-    if have:
+    have = start = 0
+
+    def window() -> SpeechWindow:
         samples = np.concatenate(parts)
-        yield SpeechWindow(start=0.0, samples=samples, regions=[SpeechRegion(0.0, have / SAMPLE_RATE)])
+        first, last = start / SAMPLE_RATE, (start + len(samples)) / SAMPLE_RATE
+        return SpeechWindow(start=first, samples=samples, regions=[SpeechRegion(first, last)])
+
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float32).reshape(-1)
+        while len(block):
+            parts.append(block[: wanted - have])
+            have += len(parts[-1])
+            block = block[len(parts[-1]) :]
+            if have == wanted:
+                yield window()
+                parts, have, start = [], 0, start + wanted
+    if have:
+        yield window()

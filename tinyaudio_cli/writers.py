@@ -1,21 +1,23 @@
-"""Output writers: one small class per format, subtitle cue layout, and atomic file output."""
+"""Output writers: one small class per format, subtitle cue layout, and atomic file output (outputs.py
+keeps track of which files are ours)."""
 
 from __future__ import annotations
 
 import html
+import io
 import json
 import math
 import os
 import re
-import secrets
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, TextIO
+from typing import BinaryIO, ClassVar, TextIO
 
-from tinyaudio_cli.errors import TinyAudioError
+from tinyaudio_cli.errors import TinyAudioError, UsageError
+from tinyaudio_cli.outputs import Ownership, create_temp, not_ours_message, record
 from tinyaudio_cli.records import Segment, Transcript
 
 FORMATS = ("txt", "srt", "vtt", "json", "tsv")
@@ -273,7 +275,7 @@ def expand_formats(names: Sequence[str]) -> list[str]:
             elif name in WRITERS:
                 expanded = [name]
             else:
-                raise TinyAudioError(f"unknown output format {name!r}", hint=f"choose from {', '.join(FORMATS)} or all")
+                raise UsageError(f"unknown output format {name!r}", hint=f"choose from {', '.join(FORMATS)} or all")
             formats.extend(fmt for fmt in expanded if fmt not in formats)
     return formats
 
@@ -289,36 +291,54 @@ def write_to_stream(transcript: Transcript, fmt: str, stream: TextIO, options: S
     _writer(fmt).write(transcript, stream, options)
 
 
-def write_outputs(transcript: Transcript, targets: dict[str, Path], options: SubtitleOptions) -> None:
-    """Write every format, then move them all into place.
+def write_outputs(
+    transcript: Transcript, targets: dict[str, Path], options: SubtitleOptions, ownership: Ownership | None = None
+) -> None:
+    """Write every format, then move them all into place; only files tinyaudio wrote are ever replaced.
 
-    Each format goes to a hidden temporary file beside its target (same file system, so os.replace is
-    atomic) and is fsynced before the rename, so a crash leaves either the old file or the new one.
-    Nothing is renamed until every format has rendered, so a failing writer replaces no file.
+    Every format is rendered in memory first, so a failing writer touches no file. Each then goes to a
+    hidden temporary file beside its target (same file system, so os.replace is atomic), fsynced before
+    the rename, so a crash leaves either the old file or the new one. An existing target that tinyaudio
+    did not write (see outputs.py) stops the whole input before anything is written.
     """
-    written: dict[Path, Path] = {}
+    ownership = ownership or Ownership()
+    rendered: dict[Path, bytes] = {}
+    for fmt, path in targets.items():
+        buffer = io.StringIO(newline="")
+        _writer(fmt).write(transcript, buffer, options)
+        rendered[path] = buffer.getvalue().encode("utf-8")
+    for path in rendered:
+        if os.path.lexists(path) and not ownership.is_ours(path):
+            raise TinyAudioError(not_ours_message(path))
+    temps: dict[Path, tuple[Path, BinaryIO]] = {}
     target: Path | None = None
     try:
-        for fmt, target in targets.items():
-            writer = _writer(fmt)
-            temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+        for target, data in rendered.items():
             target.parent.mkdir(parents=True, exist_ok=True)
-            # Opening by name (not mkstemp) keeps the usual umask-derived permissions on the result.
-            with open(temp, "x", encoding="utf-8", newline="") as stream:
-                written[temp] = target
-                writer.write(transcript, stream, options)
-                stream.flush()
-                os.fsync(stream.fileno())
-        for temp, target in list(written.items()):
+            temps[target] = create_temp(target.parent)
+            handle = temps[target][1]
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        by_folder: dict[Path, dict[str, bytes]] = defaultdict(dict)
+        for target, data in rendered.items():
+            by_folder[target.parent][target.name] = data
+        for folder, written in by_folder.items():
+            record(folder, written)
+        for target, (temp, handle) in list(temps.items()):
+            if os.name == "nt":  # Windows renames no open file; elsewhere the lock is held through the rename
+                handle.close()
             os.replace(temp, target)
-            del written[temp]
+            handle.close()
+            del temps[target]
     except OSError as error:
         raise TinyAudioError(
             f"cannot write {target or error.filename}: {error.strerror or error}",
             hint="check that the output folder is writable and has free space",
         ) from error
     finally:
-        for temp in written:
+        for temp, handle in temps.values():  # also on KeyboardInterrupt and the CLI's SIGTERM exit
+            handle.close()
             temp.unlink(missing_ok=True)
 
 
