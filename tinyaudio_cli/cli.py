@@ -10,7 +10,7 @@ from rich.console import Console
 
 from . import __version__
 from .defaults import MODEL_ENV
-from .errors import TinyAudioError
+from .errors import TinyAudioError, UsageError
 
 app = typer.Typer(
     name="tinyaudio",
@@ -32,12 +32,42 @@ ModelOption = Annotated[
         "--model", "-m", envvar=MODEL_ENV, help="Checkpoint: Hub id or local folder.", rich_help_panel=MODEL_PANEL
     ),
 ]
-DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=PERF_PANEL)]
+
+
+def _checked_device(value: str) -> str:
+    """--device is checked while the command line is parsed, so a device this machine lacks is a usage error
+    before any file is read or model loaded."""
+    from .model.loading import check_device
+
+    try:
+        check_device(value)
+    except UsageError as error:
+        raise fail(error) from None
+    return value
+
+
+def _checked_dtype(value: str) -> str:
+    from .model.loading import check_dtype
+
+    try:
+        check_dtype(value)
+    except UsageError as error:
+        raise fail(error) from None
+    return value
+
+
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device", help="auto, cpu, cuda, cuda:N or mps.", callback=_checked_device, rich_help_panel=PERF_PANEL
+    ),
+]
 DtypeOption = Annotated[
     str,
     typer.Option(
         "--dtype",
         help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.",
+        callback=_checked_dtype,
         rich_help_panel=PERF_PANEL,
     ),
 ]
@@ -74,7 +104,7 @@ def fail(error: TinyAudioError) -> typer.Exit:
     console.print(f"[bold red]error:[/] {error.message}", highlight=False, soft_wrap=True)
     if error.hint:
         console.print(f"[dim]hint: {error.hint}[/]", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
+    return typer.Exit(2 if isinstance(error, UsageError) else 1)
 
 
 def _version(value: bool) -> None:

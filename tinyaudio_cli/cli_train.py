@@ -178,6 +178,9 @@ def train(**options: Any) -> None:
                 typer.echo(config.to_yaml(), nl=False)
             raise typer.Exit(0)
         from .cli_transcribe import quiet_transformers
+        from .model.loading import check_device
+
+        check_device(config.device)  # after --dry-run, which may prepare a GPU run on a machine without one
         from .train import train as run_training
 
         quiet_transformers()

@@ -13,3 +13,7 @@ class TinyAudioError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class UsageError(TinyAudioError):
+    """A bad option or argument: the command line, not the work, is wrong (exit code 2)."""

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .defaults import BASES_ENV, DEFAULT_MODEL
-from .errors import TinyAudioError
+from .errors import TinyAudioError, UsageError
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -690,7 +690,7 @@ def export_model(
     from .model.loading import DTYPES, load_model, resolve_model_dir
 
     if dtype not in DTYPES:
-        raise TinyAudioError(f"unknown dtype {dtype!r}", hint=f"choose from {', '.join(DTYPES)}")
+        raise UsageError(f"unknown dtype {dtype!r} ({', '.join(DTYPES)})")
     results = [read_eval_summary(path) for path in eval_summaries]  # before the slow part
     source = resolve_model_dir(checkpoint, "checkpoint")
     out = Path(out_dir).expanduser()
