@@ -97,3 +97,103 @@ def test_export_unknown_dtype_is_a_one_line_usage_error(checkpoint: Path, tmp_pa
     assert result.returncode == 2, result.stderr
     assert one_error_line(result) == "error: unknown dtype 'float8' (float32, bfloat16, float16)"
     assert not (tmp_path / "out").exists()
+
+
+# -- 5-7. export: never replace what it did not write; only its own eval results; usual file modes ---------------
+
+
+def file_modes(folder: Path) -> dict[str, int]:
+    return {path.name: path.stat().st_mode & 0o777 for path in folder.iterdir() if path.is_file()}
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_export_refuses_another_models_folder_and_overwrite_replaces_only_its_files(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-model"
+    other.mkdir()
+    (other / "config.json").write_text('{"model_type": "llama"}')
+    (other / "pytorch_model.bin").write_bytes(b"weights of another model")
+    before = {path.name: path.read_bytes() for path in other.iterdir()}
+
+    refused = tinyaudio("export", checkpoint, other)
+    assert refused.returncode == 1, refused.stderr
+    assert f"{other} is not empty (it holds a model: config.json)" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert {path.name: path.read_bytes() for path in other.iterdir()} == before
+
+    replaced = tinyaudio("export", checkpoint, other, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert (other / "pytorch_model.bin").read_bytes() == before["pytorch_model.bin"]  # not the export's file
+    assert "left as they were: pytorch_model.bin" in " ".join(replaced.stderr.split())
+    assert '"model_type": "asr_model"' in (other / "config.json").read_text()
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no staging folder left
+
+
+def test_export_over_an_earlier_export_needs_overwrite_and_keeps_the_users_files(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "exported"
+    assert tinyaudio("export", checkpoint, out).returncode == 0
+    (out / "NOTES.md").write_text("mine")
+    stale = out / "tinyaudio_removed_module.py"  # code an earlier version exported, no longer shipped
+    stale.write_text("# Copied by `tinyaudio export` from tinyaudio_cli.gone (tinyaudio 0.0.1)\n")
+    again = tinyaudio("export", checkpoint, out)
+    assert again.returncode == 1 and "is not empty" in again.stderr
+    assert stale.exists()
+    again = tinyaudio("export", checkpoint, out, "--overwrite")
+    assert again.returncode == 0, again.stderr
+    assert (out / "NOTES.md").read_text() == "mine" and not stale.exists()
+
+
+def test_exported_and_trained_weights_have_the_mode_of_every_other_file(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exported"
+    assert tinyaudio("export", checkpoint, out).returncode == 0
+    expected = 0o666 & ~current_umask()
+    modes = file_modes(out)
+    assert "model.safetensors" in modes and set(modes.values()) == {expected}, modes
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path, clip: Path) -> dict[str, Path]:
+    """summary.json of `tinyaudio eval` for the checkpoint and for another model (other projector weights)."""
+    root = tmp_path_factory.mktemp("scored")
+    other = build_checkpoint(root / "other", seed=1)
+    data = root / "data"
+    data.mkdir()
+    (data / "clip.wav").write_bytes(clip.read_bytes())
+    (data / "clip.txt").write_text("a tone")
+    summaries = {}
+    for name, model in (("same", checkpoint), ("other", other)):
+        run = tinyaudio("eval", "--folder", data, "-m", model, "-o", root / name, "--max-new-tokens", "4",
+                        "--warmup-batches", "0", "--device", "cpu", "-q")  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        summaries[name] = next((root / name).rglob("summary.json"))
+    return summaries
+
+
+def test_export_refuses_the_eval_summary_of_another_model(
+    checkpoint: Path, scored: dict[str, Path], tmp_path: Path
+) -> None:
+    refused = tinyaudio("export", checkpoint, tmp_path / "a", "--eval-summary", scored["other"])
+    assert refused.returncode == 1, refused.stderr
+    assert f"eval summary {scored['other']} scored other weights" in " ".join(refused.stderr.split())
+    assert not (tmp_path / "a").exists()
+    accepted = tinyaudio("export", checkpoint, tmp_path / "b", "--eval-summary", scored["same"])
+    assert accepted.returncode == 0, accepted.stderr
+    assert "model-index" in (tmp_path / "b" / "README.md").read_text()
+
+
+def test_export_refuses_a_summary_that_names_another_model_without_a_fingerprint(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    summary = tmp_path / "summary.json"
+    summary.write_text('{"model": "someone/else", "wer": 0.1, "samples": 3, "dataset": "mine"}')
+    refused = tinyaudio("export", checkpoint, tmp_path / "out", "--eval-summary", summary)
+    assert refused.returncode == 1, refused.stderr
+    assert f"eval summary {summary} is of someone/else, not {checkpoint}" in " ".join(refused.stderr.split())

@@ -5,6 +5,7 @@ Only safetensors are read, and no code that ships with a checkpoint is ever exec
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -174,6 +175,17 @@ def weight_files(folder: Path) -> list[Path]:
     raise TinyAudioError(f"no {WEIGHTS_NAME} in {folder}", hint="tinyaudio reads safetensors weights only")
 
 
+def weights_sha256(folder: Path) -> str:
+    """A fingerprint of a checkpoint's weights (the bytes of its safetensors files): `eval` records it so that
+    `export --eval-summary` can tell whether a summary scored the model being exported."""
+    digest = hashlib.sha256()
+    for file in weight_files(folder):
+        with file.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def load_whisper_encoder(folder: Path, dtype: torch.dtype, device: torch.device, attn: str) -> WhisperEncoder:
     """The encoder half of any Whisper checkpoint; decoder weights are never read."""
     config = AutoConfig.from_pretrained(folder)
@@ -274,6 +286,7 @@ def load_model(
         )
     model.projector.to(model.device, model.dtype)
     model.name = name_or_path
+    model.checkpoint_dir = checkpoint  # where the weights came from (eval fingerprints them)
     return model
 
 

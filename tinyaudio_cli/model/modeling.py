@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from ..audio import SAMPLE_RATE, WINDOW_SAMPLES
@@ -338,7 +338,8 @@ class TinyAudioModel(nn.Module):
             f"projector.{name}": tensor.detach().to("cpu", dtype or tensor.dtype).contiguous()
             for name, tensor in self.projector.state_dict().items()
         }
-        save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+        # safetensors' save_file creates its file 0600; a plain write keeps the umask's mode, as for every other file
+        (folder / "model.safetensors").write_bytes(save(state, metadata={"format": "pt"}))
         self.config.model_dtype = str(dtype or self.dtype).removeprefix("torch.")
         self.config.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
