@@ -7,6 +7,7 @@ stderr exactly as it would on a terminal), on tiny random stacks built from conf
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -197,3 +198,20 @@ def test_export_refuses_a_summary_that_names_another_model_without_a_fingerprint
     refused = tinyaudio("export", checkpoint, tmp_path / "out", "--eval-summary", summary)
     assert refused.returncode == 1, refused.stderr
     assert f"eval summary {summary} is of someone/else, not {checkpoint}" in " ".join(refused.stderr.split())
+
+
+# -- 8. a local manifest given to --dataset -------------------------------------------------------------------
+
+
+def test_a_local_manifest_given_to_dataset_reads_audio_beside_the_manifest(
+    checkpoint: Path, clip: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "local"
+    data.mkdir()
+    (data / "clip.wav").write_bytes(clip.read_bytes())
+    (data / "manifest.jsonl").write_text('{"audio": "clip.wav", "text": "a tone", "id": "c1"}\n')
+    fast = ["--max-new-tokens", "4", "--warmup-batches", "0", "--device", "cpu", "-q"]
+    run = tinyaudio("eval", "--dataset", "local/manifest.jsonl", "-m", checkpoint, "-o", "results", *fast, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(next((tmp_path / "results").rglob("summary.json")).read_text())
+    assert (summary["samples"], summary["failed_samples"]) == (1, 0), summary["failed"]
