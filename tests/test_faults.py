@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,26 @@ def test_a_local_manifest_given_to_dataset_reads_audio_beside_the_manifest(
     assert run.returncode == 0, run.stderr
     summary = json.loads(next((tmp_path / "results").rglob("summary.json")).read_text())
     assert (summary["samples"], summary["failed_samples"]) == (1, 0), summary["failed"]
+
+
+# -- 2. a checkpoint's chat template is code: bounded, and its faults are one line --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("{% for message in messages %}{{ message['content'] }}", "syntax error on line 1: Unexpected end of template"),
+        ("{{ ''.__class__.__mro__ }}{{ messages }}", "refused by the sandbox: access to attribute '__class__'"),
+        # 30 characters that made transformers build a 7.6 GB prompt: refused before the text is made
+        ("{{ 'x' * 100000000 }}{{ messages }}", "refused: it repeats a value 100,000,000 times"),
+    ],
+)
+def test_a_bad_chat_template_is_one_line_naming_its_file(
+    template: str, reason: str, checkpoint: Path, clip: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(checkpoint, model)
+    (model / "chat_template.jinja").write_text(template)
+    result = tinyaudio("transcribe", clip, "-m", model, "-o", tmp_path / "out", "--device", "cpu", "-q", timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert one_error_line(result).startswith(f"error: chat template {model / 'chat_template.jinja'}: {reason}")

@@ -213,7 +213,7 @@ def online(hub: HubStandIn, stack: dict[str, Path], source_wav: Path, tmp_path_f
         cli("gated_token", "download", GATED, "--cache-dir", root / "gated-cache", "--token", TOKEN, "-q"),
         cli("dataset", "download", "--dataset", "loquacious", "--split", "test"),
         cli("push_no_token", *push[:-1], "me/refused", env=mapped),
-        cli("push", *push, "--token", TOKEN, env=mapped),
+        cli("push", *push, "--token", TOKEN, "--overwrite", env=mapped),  # over the export push_no_token made
         ["pipeline", "hub_pipeline", PUSHED, str(source_wav)],
         cli("hub_transcribe", "transcribe", source_wav, "--no-vad", "-m", PUSHED, "-o", "-", "--json"),
     ]

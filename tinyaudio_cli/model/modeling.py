@@ -34,6 +34,7 @@ from .decoding import Timings, greedy_decode, timed
 from .features import log_mel
 from .projector import STRIDE as PROJECTOR_STRIDE
 from .projector import MOSAProjector
+from .template import check_chat_template
 
 AttentionMode = Literal["reference", "trimmed"]
 ATTENTION_MODES: tuple[AttentionMode, ...] = ("reference", "trimmed")
@@ -365,6 +366,7 @@ def build_prompt(tokenizer, config: TinyAudioConfig) -> Prompt:
         {"role": "system", "content": config.system_prompt},
         {"role": "user", "content": config.user_prompt},
     ]
+    check_chat_template(tokenizer, messages)  # a template is code from the checkpoint: bounded, clear errors
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
     ids = tokenizer(text, add_special_tokens=False).input_ids
     audio_id = tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)
