@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from tinystack import build_checkpoint
+from tinystack import build_bases, build_checkpoint
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
 
@@ -239,3 +241,81 @@ def test_a_bad_chat_template_is_one_line_naming_its_file(
     result = tinyaudio("transcribe", clip, "-m", model, "-o", tmp_path / "out", "--device", "cpu", "-q", timeout=120)
     assert result.returncode == 1, result.stderr
     assert one_error_line(result).startswith(f"error: chat template {model / 'chat_template.jinja'}: {reason}")
+
+
+# -- 3-4. training: Ctrl-C is 130 with a checkpoint that resumes; a damaged checkpoint is skipped ------------------
+
+
+@pytest.fixture(scope="module")
+def train_args(tmp_path_factory: pytest.TempPathFactory, clip: Path) -> list[str]:
+    """A tiny run's settings (tiny random bases, one clip), for as many steps as a test lets it take."""
+    root = tmp_path_factory.mktemp("train")
+    whisper, lm = build_bases(root)
+    (root / "clip.wav").write_bytes(clip.read_bytes())
+    (root / "train.jsonl").write_text('{"audio": "clip.wav", "text": "a tone"}\n')
+    return ["train", "--encoder", whisper, "--llm", lm, "--experts", "2", "--hidden-dim", "16", "--data",
+            root / "train.jsonl", "--batch-size", "1", "--grad-accum", "1", "--warmup-steps", "0", "--eval-steps",
+            "0", "--log-steps", "1", "--no-tensorboard", "--device", "cpu", "--dtype", "float32", "-q"]  # fmt: skip
+
+
+def checkpoint_steps(run: Path) -> list[int]:
+    return sorted(
+        int(path.name.split("-")[1]) for path in run.glob("checkpoint-*") if (path / "model.safetensors").exists()
+    )
+
+
+def test_ctrl_c_stops_training_with_a_checkpoint_and_exit_130(train_args: list[str], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tinyaudio_cli", *map(str, train_args), "-o", str(run), "--max-steps", "100000",
+         "--save-steps", "0"], env=ENV, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        metrics = run / "metrics.jsonl"
+        while process.poll() is None and not (metrics.exists() and '"train"' in metrics.read_text()):
+            time.sleep(0.2)  # until a step is logged
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    steps = checkpoint_steps(run)
+    assert len(steps) == 1 and steps[0] >= 1, stderr
+    checkpoint = run / f"checkpoint-{steps[0]}"
+    modes = file_modes(checkpoint)
+    assert set(modes.values()) == {0o666 & ~current_umask()}, modes  # model.safetensors as every other file
+    resumed = tinyaudio(*train_args, "-o", run, "--resume", "--stop-after-steps", "1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert checkpoint_steps(run)[-1] == steps[0] + 1
+
+
+@pytest.mark.parametrize("damage", ["training_state.pt", "model.safetensors"])
+def test_resume_skips_a_damaged_newest_checkpoint(
+    damage: str, train_args: list[str], checkpoint: Path, clip: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    first = tinyaudio(*train_args, "-o", run, "--max-steps", "4", "--save-steps", "2", "--keep-last", "3")
+    assert first.returncode == 0, first.stderr
+    assert checkpoint_steps(run) == [2, 4]
+    damaged = run / "checkpoint-4" / damage
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])  # a disk that lost the end of a file
+    resumed = tinyaudio(*train_args, "-o", run, "--resume", "--max-steps", "6", "--save-steps", "1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    warning = " ".join(resumed.stderr.split())
+    assert (
+        f"resuming from checkpoint-2: newer checkpoints are damaged (checkpoint-4: {damage} cannot be read" in warning
+    )
+    assert checkpoint_steps(run)[-1] == 6
+    # the step-4 checkpoint written again by the resumed run loads
+    assert tinyaudio("transcribe", clip, "-m", run / "checkpoint-4", "-o", tmp_path / "t", "-q").returncode == 0
+
+
+def test_resume_with_no_intact_checkpoint_is_one_line(train_args: list[str], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert tinyaudio(*train_args, "-o", run, "--max-steps", "2", "--save-steps", "2").returncode == 0
+    (run / "checkpoint-2" / "training_state.pt").write_bytes(b"not a training state")
+    resumed = tinyaudio(*train_args, "-o", run, "--resume", "--max-steps", "4")
+    assert resumed.returncode == 1, resumed.stderr
+    assert one_error_line(resumed).startswith(f"error: no usable checkpoint to resume in {run} (checkpoint-2: ")

@@ -196,6 +196,8 @@ def train(**options: Any) -> None:
         raise fail(error) from None
     if main_process and not run["quiet"]:
         _summary(result)
+    if result.signal is not None:  # stopped by Ctrl-C or SIGTERM: a checkpoint is written, yet the run did not finish
+        raise typer.Exit(128 + result.signal)
 
 
 # Typer reads the command's options from its signature: the run options, then one flag per setting.
