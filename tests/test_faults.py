@@ -319,3 +319,19 @@ def test_resume_with_no_intact_checkpoint_is_one_line(train_args: list[str], tmp
     resumed = tinyaudio(*train_args, "-o", run, "--resume", "--max-steps", "4")
     assert resumed.returncode == 1, resumed.stderr
     assert one_error_line(resumed).startswith(f"error: no usable checkpoint to resume in {run} (checkpoint-2: ")
+
+
+# -- 9. the smoke preset needs nothing but this machine ---------------------------------------------------------
+
+
+def test_smoke_preset_trains_offline_and_its_model_transcribes(clip: Path, tmp_path: Path) -> None:
+    run = tmp_path / "smoke"
+    trained = tinyaudio("train", "--preset", "smoke", "-o", run, "-q")  # HF_HUB_OFFLINE=1 (ENV): no Hub at all
+    assert trained.returncode == 0, trained.stderr
+    assert (run / "final" / "model.safetensors").is_file() and checkpoint_steps(run) == [20, 40]
+    if shutil.which("espeak-ng"):
+        assert (run / "smoke-inputs" / "espeak").is_file()  # spoken data, not the tones stand-in
+    out = tmp_path / "out"
+    transcribed = tinyaudio("transcribe", clip, "-m", run / "final", "-o", out, "--max-new-tokens", "8", "-q")
+    assert transcribed.returncode == 0, transcribed.stderr
+    assert (out / "clip.txt").is_file()

@@ -179,11 +179,12 @@ def train(**options: Any) -> None:
             raise typer.Exit(0)
         from .cli_transcribe import quiet_transformers
         from .model.loading import check_device
-
-        check_device(config.device)  # after --dry-run, which may prepare a GPU run on a machine without one
+        from .smoke import materialise
         from .train import train as run_training
 
+        check_device(config.device)  # after --dry-run, which may prepare a GPU run on a machine without one
         quiet_transformers()
+        config = materialise(config, (lambda _: None) if run["quiet"] else console.print)  # --preset smoke's inputs
         result = run_training(
             config,
             resume=run["resume"],

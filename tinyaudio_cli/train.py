@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_type_hints
 
 from .errors import TinyAudioError
+from .smoke import SMOKE_AUDIO, SMOKE_DEV, SMOKE_TEXT, SMOKE_TRAIN
 from .train_safety import InterruptFlag, resumable_checkpoint
 
 if TYPE_CHECKING:
@@ -342,14 +343,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dev_data": [{"path": LOQUACIOUS, "config": "medium", "split": "dev"}],
         "output_dir": "runs/loquacious",
     },
-    # minutes on a CPU: real small bases, a small projector, a few dozen steps; checks the whole pipeline
+    # a minute on a CPU, offline: tiny random bases and espeak-ng speech made locally (smoke.py); checks the pipeline
     "smoke": {
-        "encoder": TINY_EN_AUDIO_MODEL,
-        "llm": TINY_EN_TEXT_MODEL,
+        "encoder": SMOKE_AUDIO,
+        "llm": SMOKE_TEXT,
         "experts": 2,
-        "hidden_dim": 256,
-        "train_data": [{"path": LOQUACIOUS, "config": "small", "split": "train"}],
-        "dev_data": [{"path": LOQUACIOUS, "config": "small", "split": "dev"}],
+        "hidden_dim": 64,
+        "train_data": [SMOKE_TRAIN],
+        "dev_data": [SMOKE_DEV],
         "max_audio_seconds": 20.0,
         "max_steps": 40,
         "warmup_steps": 4,
