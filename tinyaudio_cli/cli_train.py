@@ -195,6 +195,9 @@ def train(**options: Any) -> None:
         )
     except TinyAudioError as error:
         raise fail(error) from None
+    except KeyboardInterrupt:  # before the first step (or a second Ctrl-C): nothing to save, nothing half-written
+        console.print("interrupted", highlight=False)
+        raise typer.Exit(130) from None
     if main_process and not run["quiet"]:
         _summary(result)
     if result.signal is not None:  # stopped by Ctrl-C or SIGTERM: a checkpoint is written, yet the run did not finish
