@@ -37,8 +37,11 @@ def check_out_dir(out: Path, source: Path, overwrite: bool) -> None:
 
 def staging_dir(out: Path) -> Path:
     """An empty folder beside `out` (same file system, so its files move in by rename)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".export", dir=out.parent))
+    except OSError as error:
+        raise TinyAudioError(f"cannot write into {out.parent}: {error.strerror}") from None
 
 
 def move_in(staged: Path, out: Path) -> list[str]:
