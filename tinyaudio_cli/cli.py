@@ -34,11 +34,13 @@ ModelOption = Annotated[
 ]
 
 
-def _checked_device(value: str) -> str:
+def _checked_device(ctx: typer.Context, value: str) -> str:
     """--device is checked while the command line is parsed, so a device this machine lacks is a usage error
-    before any file is read or model loaded."""
+    before any file is read or model loaded (not while the shell completes a command line)."""
     from .model.loading import check_device
 
+    if ctx.resilient_parsing:
+        return value
     try:
         check_device(value)
     except UsageError as error:
@@ -46,9 +48,11 @@ def _checked_device(value: str) -> str:
     return value
 
 
-def _checked_dtype(value: str) -> str:
+def _checked_dtype(ctx: typer.Context, value: str) -> str:
     from .model.loading import check_dtype
 
+    if ctx.resilient_parsing:
+        return value
     try:
         check_dtype(value)
     except UsageError as error:
