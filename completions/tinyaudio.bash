@@ -67,7 +67,7 @@ _tinyaudio_export() {
         --license|--push-to-hub|--token) :; return ;;
     esac
     if [[ $cur != -* ]] && _tinyaudio_export_argument; then return; fi
-    _tinyaudio_words "--dtype --eval-summary --help --license --private --push-to-hub --quiet --token -h -q" "$cur"
+    _tinyaudio_words "--dtype --eval-summary --help --license --overwrite --private --push-to-hub --quiet --token -h -q" "$cur"
 }
 
 _tinyaudio_export_argument() {

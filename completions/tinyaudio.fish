@@ -47,7 +47,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l batch-size -x -d 
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l config -x -d 'Dataset config (default: the set\'s own).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l data-dir -r -F -d 'A local copy of the --dataset set (folder or Parquet file), read with its registered columns.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l dataset -s d -r -F -a 'loquacious librispeech-clean librispeech-other tedlium gigaspeech spgispeech earnings22 ami voxpopuli common-voice peoples-speech' -d 'A registered set (loquacious, librispeech-clean, tedlium, ami, ...), any Hub id, or a local folder or Parquet file laid out like a Hub dataset.'
-complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l device -x -a 'auto cpu cuda' -d 'auto, cpu, cuda or cuda:N.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l device -x -a 'auto cpu cuda' -d 'auto, cpu, cuda, cuda:N or mps.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l dtype -x -a 'auto float32 bfloat16 float16' -d 'auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l folder -x -a '(__fish_complete_directories (commandline -ct))' -d 'A folder of media files with same-named .txt references.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l help -s h -d 'Show this message and exit.'
@@ -73,6 +73,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from export' -l dtype -x -a 'fl
 complete -c tinyaudio -n '__fish_seen_subcommand_from export' -l eval-summary -r -F -d 'summary.json of a `tinyaudio eval` run, for the card\'s results; repeatable.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from export' -l help -s h -d 'Show this message and exit.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from export' -l license -x -d 'License id for the card (default: the source card\'s, else mit).'
+complete -c tinyaudio -n '__fish_seen_subcommand_from export' -l overwrite -d 'Write into a folder that holds files (an earlier export): the files an export writes are replaced, any others are kept.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from export' -l private -d 'Create the repo as private.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from export' -l push-to-hub -x -d 'Then upload the folder to this Hub repo, created if needed.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from export' -l quiet -s q -d 'No progress or summary, errors only.'
@@ -148,7 +149,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from train' -l weight-decay -x 
 
 # transcribe
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l batch-size -x -d 'Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).'
-complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l device -x -a 'auto cpu cuda' -d 'auto, cpu, cuda or cuda:N.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l device -x -a 'auto cpu cuda' -d 'auto, cpu, cuda, cuda:N or mps.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l dtype -x -a 'auto float32 bfloat16 float16' -d 'auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l ext -x -d 'Also pick files with this extension in folders; repeatable.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l format -s f -x -a 'txt srt vtt json tsv all' -d 'txt, srt, vtt, json, tsv or all; repeatable.'

@@ -45,7 +45,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--config'); Help = 'Dataset config (default: the set''s own).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--data-dir'); Help = 'A local copy of the --dataset set (folder or Parquet file), read with its registered columns.'; Value = $true; Choices = @(); Paths = 'file' },
                 @{ Names = @('--dataset', '-d'); Help = 'A registered set (loquacious, librispeech-clean, tedlium, ami, ...), any Hub id, or a local folder or Parquet file laid out like a Hub dataset.'; Value = $true; Choices = @('loquacious', 'librispeech-clean', 'librispeech-other', 'tedlium', 'gigaspeech', 'spgispeech', 'earnings22', 'ami', 'voxpopuli', 'common-voice', 'peoples-speech'); Paths = 'file' },
-                @{ Names = @('--device'); Help = 'auto, cpu, cuda or cuda:N.'; Value = $true; Choices = @('auto', 'cpu', 'cuda'); Paths = '' },
+                @{ Names = @('--device'); Help = 'auto, cpu, cuda, cuda:N or mps.'; Value = $true; Choices = @('auto', 'cpu', 'cuda'); Paths = '' },
                 @{ Names = @('--dtype'); Help = 'auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.'; Value = $true; Choices = @('auto', 'float32', 'bfloat16', 'float16'); Paths = '' },
                 @{ Names = @('--folder'); Help = 'A folder of media files with same-named .txt references.'; Value = $true; Choices = @(); Paths = 'dir' },
                 @{ Names = @('--help', '-h'); Help = 'Show this message and exit.'; Value = $false; Choices = @(); Paths = '' },
@@ -76,6 +76,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--eval-summary'); Help = 'summary.json of a `tinyaudio eval` run, for the card''s results; repeatable.'; Value = $true; Choices = @(); Paths = 'file' },
                 @{ Names = @('--help', '-h'); Help = 'Show this message and exit.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--license'); Help = 'License id for the card (default: the source card''s, else mit).'; Value = $true; Choices = @(); Paths = '' },
+                @{ Names = @('--overwrite'); Help = 'Write into a folder that holds files (an earlier export): the files an export writes are replaced, any others are kept.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--private'); Help = 'Create the repo as private.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--push-to-hub'); Help = 'Then upload the folder to this Hub repo, created if needed.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--quiet', '-q'); Help = 'No progress or summary, errors only.'; Value = $false; Choices = @(); Paths = '' },
@@ -161,7 +162,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
             Help = 'Transcribe media files or whole folders to txt, SRT, VTT, JSON or TSV.'
             Options = @(
                 @{ Names = @('--batch-size'); Help = 'Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).'; Value = $true; Choices = @(); Paths = '' },
-                @{ Names = @('--device'); Help = 'auto, cpu, cuda or cuda:N.'; Value = $true; Choices = @('auto', 'cpu', 'cuda'); Paths = '' },
+                @{ Names = @('--device'); Help = 'auto, cpu, cuda, cuda:N or mps.'; Value = $true; Choices = @('auto', 'cpu', 'cuda'); Paths = '' },
                 @{ Names = @('--dtype'); Help = 'auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.'; Value = $true; Choices = @('auto', 'float32', 'bfloat16', 'float16'); Paths = '' },
                 @{ Names = @('--ext'); Help = 'Also pick files with this extension in folders; repeatable.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--format', '-f'); Help = 'txt, srt, vtt, json, tsv or all; repeatable.'; Value = $true; Choices = @('txt', 'srt', 'vtt', 'json', 'tsv', 'all'); Paths = '' },

@@ -42,7 +42,7 @@ from tinyaudio_cli.evaldata import DATASETS, cached_snapshot, decoded, hub_entri
 from tinyaudio_cli.hub import hub_errors, read_eval_summary, remote_code
 from tinyaudio_cli.model import load_model
 from tinyaudio_cli.model.config import TinyAudioConfig
-from tinyaudio_cli.model.loading import BUNDLED_MODELS, HUB_PATTERNS
+from tinyaudio_cli.model.loading import BUNDLED_MODELS, HUB_PATTERNS, weights_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL, GATED, PUSHED = "tiny/audio-model", "tiny/gated", "me/exported-asr"  # hyphens: module names survive them
@@ -150,7 +150,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     # big enough that the client has written part of it when the stand-in breaks the download off
     (folders["text"] / BIG_FILE).write_bytes(os.urandom(2 * DOWNLOAD_CHUNK_SIZE + 1000))
     summary = root / "summary.json"
-    summary.write_text(json.dumps(SUMMARY))
+    summary.write_text(json.dumps(SUMMARY | {"weights_sha256": weights_sha256(checkpoint)}))
     return {"root": root, "checkpoint": checkpoint, "twin": twin, "summary": summary, **folders}
 
 
@@ -213,7 +213,7 @@ def online(hub: HubStandIn, stack: dict[str, Path], source_wav: Path, tmp_path_f
         cli("gated_token", "download", GATED, "--cache-dir", root / "gated-cache", "--token", TOKEN, "-q"),
         cli("dataset", "download", "--dataset", "loquacious", "--split", "test"),
         cli("push_no_token", *push[:-1], "me/refused", env=mapped),
-        cli("push", *push, "--token", TOKEN, env=mapped),
+        cli("push", *push, "--token", TOKEN, "--overwrite", env=mapped),  # over the export push_no_token made
         ["pipeline", "hub_pipeline", PUSHED, str(source_wav)],
         cli("hub_transcribe", "transcribe", source_wav, "--no-vad", "-m", PUSHED, "-o", "-", "--json"),
     ]

@@ -26,6 +26,7 @@ from tinyaudio_cli import train as train_module
 from tinyaudio_cli.cli import app
 from tinyaudio_cli.errors import TinyAudioError
 from tinyaudio_cli.model import TinyAudioConfig, create_model, load_model
+from tinyaudio_cli.smoke import SMOKE_AUDIO
 from tinyaudio_cli.train import (
     STATE_NAME,
     DataSource,
@@ -153,7 +154,7 @@ def test_settings_resolve_preset_file_flags_in_order(tmp_path, speech):
     file = tmp_path / "train.yaml"
     file.write_text("preset: smoke\nlearning_rate: 3e-4\nmax_steps: 77\n")
     config = resolve_config(None, file, {"max_steps": 5, "train_data": [f"{speech},weight=2"]})
-    assert config.encoder == "openai/whisper-tiny.en" and config.experts == 2  # from the preset
+    assert config.encoder == SMOKE_AUDIO and config.experts == 2  # from the preset (built locally at the start)
     assert config.learning_rate == pytest.approx(3e-4)  # YAML's "3e-4" is a string: coerced
     assert config.max_steps == 5  # the flag beats the file
     assert config.train_data == [DataSource(str(speech), weight=2.0)]

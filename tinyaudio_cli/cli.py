@@ -11,7 +11,7 @@ from rich.console import Console
 from . import __version__
 from .cli_style import Command, Group
 from .defaults import MODEL_ENV
-from .errors import TinyAudioError
+from .errors import TinyAudioError, UsageError
 
 app = typer.Typer(
     name="tinyaudio",
@@ -34,12 +34,46 @@ ModelOption = Annotated[
         "--model", "-m", envvar=MODEL_ENV, help="Checkpoint: Hub id or local folder.", rich_help_panel=MODEL_PANEL
     ),
 ]
-DeviceOption = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel=PERF_PANEL)]
+
+
+def _checked_device(ctx: typer.Context, value: str) -> str:
+    """--device is checked while the command line is parsed, so a device this machine lacks is a usage error
+    before any file is read or model loaded (not while the shell completes a command line)."""
+    from .model.loading import check_device
+
+    if ctx.resilient_parsing:
+        return value
+    try:
+        check_device(value)
+    except UsageError as error:
+        raise fail(error) from None
+    return value
+
+
+def _checked_dtype(ctx: typer.Context, value: str) -> str:
+    from .model.loading import check_dtype
+
+    if ctx.resilient_parsing:
+        return value
+    try:
+        check_dtype(value)
+    except UsageError as error:
+        raise fail(error) from None
+    return value
+
+
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device", help="auto, cpu, cuda, cuda:N or mps.", callback=_checked_device, rich_help_panel=PERF_PANEL
+    ),
+]
 DtypeOption = Annotated[
     str,
     typer.Option(
         "--dtype",
         help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.",
+        callback=_checked_dtype,
         rich_help_panel=PERF_PANEL,
     ),
 ]

@@ -244,8 +244,13 @@ def build_source(
     seed: int,
 ) -> EvalSource:
     """The one source the options name: --dataset (the default), --manifest or --folder."""
+    from .evaldata import MANIFEST_SUFFIXES
     from .evaluate import EvalSource
 
+    local = Path(dataset).expanduser() if dataset else None
+    if manifest is None and local and local.suffix.lower() in MANIFEST_SUFFIXES and local.is_file():
+        # a local manifest is one, whichever option names it: its audio paths are relative to it, not to here
+        dataset, manifest = None, local
     chosen = [name for name, value in (("--dataset", dataset), ("--manifest", manifest), ("--folder", folder)) if value]
     if len(chosen) > 1:
         raise TinyAudioError(f"{' and '.join(chosen)} both name samples", hint="evaluate one source at a time")

@@ -21,7 +21,7 @@ def export(
     checkpoint: Annotated[
         str, typer.Argument(help="Training checkpoint, or any model tinyaudio loads (folder or Hub id).")
     ],
-    out_dir: Annotated[Path, typer.Argument(help="Folder to write: new, or an earlier export to replace.")],
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write: new or empty (see --overwrite).")],
     dtype: Annotated[
         str,
         typer.Option("--dtype", help="Precision of the stored projector weights: float32, bfloat16 or float16."),
@@ -34,6 +34,14 @@ def export(
             rich_help_panel=CARD_PANEL,
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Write into a folder that holds files (an earlier export): the files an export writes are "
+            "replaced, any others are kept.",
+        ),
+    ] = False,
     license: Annotated[
         str | None,
         typer.Option(
@@ -83,7 +91,9 @@ def export(
     if quiet:
         disable_progress_bars()
     try:
-        result = export_model(checkpoint, out_dir, dtype, eval_summaries or [], license, repo_id=push_to_hub)
+        result = export_model(
+            checkpoint, out_dir, dtype, eval_summaries or [], license, repo_id=push_to_hub, overwrite=overwrite
+        )
         if push_to_hub:
             if not quiet:
                 console.print(f"uploading {result.folder} to {push_to_hub} …", highlight=False)

@@ -178,9 +178,13 @@ def train(**options: Any) -> None:
                 typer.echo(config.to_yaml(), nl=False)
             raise typer.Exit(0)
         from .cli_transcribe import quiet_transformers
+        from .model.loading import check_device
+        from .smoke import materialise
         from .train import train as run_training
 
+        check_device(config.device)  # after --dry-run, which may prepare a GPU run on a machine without one
         quiet_transformers()
+        config = materialise(config, (lambda _: None) if run["quiet"] else console.print)  # --preset smoke's inputs
         result = run_training(
             config,
             resume=run["resume"],
@@ -191,8 +195,13 @@ def train(**options: Any) -> None:
         )
     except TinyAudioError as error:
         raise fail(error) from None
+    except KeyboardInterrupt:  # before the first step (or a second Ctrl-C): nothing to save, nothing half-written
+        console.print("interrupted", highlight=False)
+        raise typer.Exit(130) from None
     if main_process and not run["quiet"]:
         _summary(result)
+    if result.signal is not None:  # stopped by Ctrl-C or SIGTERM: a checkpoint is written, yet the run did not finish
+        raise typer.Exit(128 + result.signal)
 
 
 # Typer reads the command's options from its signature: the run options, then one flag per setting.

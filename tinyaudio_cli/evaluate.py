@@ -191,6 +191,7 @@ class ModelResult:
     output_dir: Path | None = None
     ranks: int = 1  # torchrun processes that shared the samples
     batch_size: int = 0  # the batch size it ran at (the last, if running out of memory lowered it)
+    weights_sha256: str | None = None  # of the checkpoint's safetensors (None for a Whisper baseline)
 
     @property
     def failed(self) -> list[SampleOutcome]:
@@ -302,6 +303,7 @@ def evaluate_model(
     order, scored as one corpus."""
     from .model import load_model
     from .model.batching import auto_batch_size
+    from .model.loading import weights_sha256
 
     rank, ranks, _ = distributed.world()
     timing = Timing()
@@ -348,13 +350,18 @@ def evaluate_model(
             options = replace(options, batch_size=fitted)
             report("running")
     device, dtype = model.device, str(model.dtype).removeprefix("torch.")
+    checkpoint_dir = getattr(model, "checkpoint_dir", None)
+    fingerprint = weights_sha256(checkpoint_dir) if checkpoint_dir is not None else None
     del model  # the next model should not have to share the accelerator with this one
     _free_memory(device)
     if ranks > 1:
         outcomes, timing = _merge(distributed.gather((positions, outcomes, timing)))
     score = _score(outcomes, options.normalize)
     report("done")
-    return ModelResult(name, str(device), dtype, score, outcomes, timing, ranks=ranks, batch_size=options.batch_size)
+    return ModelResult(
+        name, str(device), dtype, score, outcomes, timing, ranks=ranks, batch_size=options.batch_size,
+        weights_sha256=fingerprint,
+    )  # fmt: skip
 
 
 def _chunk_size(batch_size: int) -> int:
@@ -640,6 +647,7 @@ def _headline(result: ModelResult) -> dict:
     score = result.score
     return {
         "model": result.model,
+        "weights_sha256": result.weights_sha256,
         "samples": len(result.outcomes),
         "scored_samples": len(score.samples),
         "failed_samples": len(result.failed),

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .defaults import BASES_ENV, DEFAULT_MODEL
-from .errors import TinyAudioError
+from .errors import TinyAudioError, UsageError
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -119,6 +120,8 @@ class EvalSummary:
     samples: int | None
     wer: float  # fractions, as summary.json holds them
     cer: float | None
+    model: str = "unknown"  # the model as eval named it
+    weights_sha256: str | None = None  # of the weights it scored (summaries of older versions lack it)
 
 
 @dataclass
@@ -670,6 +673,8 @@ def read_eval_summary(path: str | Path) -> EvalSummary:
         samples=samples if isinstance(samples, int) else None,
         wer=float(data["wer"]),
         cer=float(cer) if isinstance(cer, (int, float)) else None,
+        model=str(data.get("model") or "unknown"),
+        weights_sha256=data["weights_sha256"] if isinstance(data.get("weights_sha256"), str) else None,
     )
 
 
@@ -680,39 +685,53 @@ def export_model(
     eval_summaries: Sequence[str | Path] = (),
     license: str | None = None,
     repo_id: str | None = None,
+    overwrite: bool = False,
 ) -> ExportResult:
     """A checkpoint (any model tinyaudio loads) → a self-contained folder ready for the Hub.
 
     The published layout (config, projector weights in `dtype`, tokenizer and chat template, feature
     extractor and generation configs), a model card with the eval results, and the code transformers'
     pipeline runs with trust_remote_code. `repo_id` names the model in the card and its usage snippet.
+    A folder that holds files is refused unless `overwrite`; then only the files an export writes are replaced.
     """
-    from .model.loading import DTYPES, load_model, resolve_model_dir
+    from .export_guard import check_out_dir, check_summaries, move_in, staging_dir
+    from .model.loading import DTYPES, load_model, resolve_model_dir, weights_sha256
 
     if dtype not in DTYPES:
-        raise TinyAudioError(f"unknown dtype {dtype!r}", hint=f"choose from {', '.join(DTYPES)}")
+        raise UsageError(f"unknown dtype {dtype!r} ({', '.join(DTYPES)})")
     results = [read_eval_summary(path) for path in eval_summaries]  # before the slow part
     source = resolve_model_dir(checkpoint, "checkpoint")
     out = Path(out_dir).expanduser()
-    _check_out_dir(out, source)
+    check_out_dir(out, source, overwrite)
+    if results:
+        check_summaries(eval_summaries, [r.weights_sha256 for r in results], [r.model for r in results], source,
+                        weights_sha256(source), checkpoint)  # fmt: skip
     model = load_model(checkpoint, device="cpu", dtype=dtype)
     model.config.extra.update(remote_config_entries())
-    model.save_pretrained(out, DTYPES[dtype])
-    _drop_foreign_code_refs(out)
-    for stale in out.glob(f"{REMOTE_PREFIX}*.py"):  # from an earlier export
-        stale.unlink()
-    for name, text in remote_code().items():
-        (out / name).write_text(text, encoding="utf-8")
-    source_meta = _card_metadata(source / CARD_NAME)
-    card = model_card(model.config, repo_id or out.name, license or source_meta.get("license"), results, source_meta)
-    (out / CARD_NAME).write_text(card, encoding="utf-8")
+    staged = staging_dir(out)
+    try:
+        model.save_pretrained(staged, DTYPES[dtype])
+        _drop_foreign_code_refs(staged)
+        for name, text in remote_code().items():
+            (staged / name).write_text(text, encoding="utf-8")
+        source_meta = _card_metadata(source / CARD_NAME)
+        card = model_card(
+            model.config, repo_id or out.name, license or source_meta.get("license"), results, source_meta
+        )
+        (staged / CARD_NAME).write_text(card, encoding="utf-8")
+        written = {path.name for path in staged.iterdir()}
+        kept = move_in(staged, out)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
     warnings = [
         f"base {base} is a local path: the export loads only where that folder exists (train on Hub ids, "
         f"mapped to local folders with {BASES_ENV}, to avoid this)"
         for base in (model.config.audio_model_id, model.config.text_model_id)
         if not HUB_ID.fullmatch(base)
     ]
-    files = sorted((path.name, path.stat().st_size) for path in out.iterdir() if path.is_file())
+    if kept:
+        warnings.append(f"{out} also holds files an export does not write, left as they were: {', '.join(kept)}")
+    files = sorted((path.name, path.stat().st_size) for path in out.iterdir() if path.name in written)
     return ExportResult(out, files, warnings)
 
 
@@ -730,15 +749,6 @@ def _drop_foreign_code_refs(out: Path) -> None:
         if foreign:
             kept = {key: value for key, value in data.items() if key not in foreign}
             path.write_text(json.dumps(kept, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def _check_out_dir(out: Path, source: Path) -> None:
-    if out.exists() and out.resolve() == source.resolve():
-        raise TinyAudioError(f"{out} is the checkpoint itself", hint="export into a new folder")
-    if out.is_file():
-        raise TinyAudioError(f"{out} is a file", hint="name a folder to create")
-    if out.is_dir() and any(out.iterdir()) and not (out / CONFIG_NAME).is_file():
-        raise TinyAudioError(f"{out} is not empty", hint="export into a new folder (or over an earlier export)")
 
 
 def _card_metadata(path: Path) -> dict[str, Any]:

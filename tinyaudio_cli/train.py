@@ -36,7 +36,6 @@ import queue
 import random
 import re
 import shutil
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +45,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_type_hints
 
 from .errors import TinyAudioError
+from .smoke import SMOKE_AUDIO, SMOKE_DEV, SMOKE_TEXT, SMOKE_TRAIN
+from .train_safety import InterruptFlag, resumable_checkpoint
 
 if TYPE_CHECKING:
     import numpy
@@ -342,14 +343,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dev_data": [{"path": LOQUACIOUS, "config": "medium", "split": "dev"}],
         "output_dir": "runs/loquacious",
     },
-    # minutes on a CPU: real small bases, a small projector, a few dozen steps; checks the whole pipeline
+    # a minute on a CPU, offline: tiny random bases and espeak-ng speech made locally (smoke.py); checks the pipeline
     "smoke": {
-        "encoder": TINY_EN_AUDIO_MODEL,
-        "llm": TINY_EN_TEXT_MODEL,
+        "encoder": SMOKE_AUDIO,
+        "llm": SMOKE_TEXT,
         "experts": 2,
-        "hidden_dim": 256,
-        "train_data": [{"path": LOQUACIOUS, "config": "small", "split": "train"}],
-        "dev_data": [{"path": LOQUACIOUS, "config": "small", "split": "dev"}],
+        "hidden_dim": 64,
+        "train_data": [SMOKE_TRAIN],
+        "dev_data": [SMOKE_DEV],
         "max_audio_seconds": 20.0,
         "max_steps": 40,
         "warmup_steps": 4,
@@ -1177,9 +1178,9 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    checkpoints = list_checkpoints(output_dir)
-    return checkpoints[-1] if checkpoints else None
+def latest_checkpoint(output_dir: Path, warn: Callable[[str], None] | None = None) -> Path | None:
+    """The newest intact checkpoint (damaged newer ones are skipped, with a warning through `warn`)."""
+    return resumable_checkpoint(list_checkpoints(output_dir), STATE_NAME, CONFIG_FILE_NAME, warn)
 
 
 def rng_state(device: Any) -> dict[str, Any]:
@@ -1292,6 +1293,7 @@ class TrainResult:
     seconds: float
     steps_per_second: float
     plot: Path | None = None
+    signal: int | None = None  # the signal that stopped the run (SIGINT, SIGTERM), if one did
 
 
 @dataclass
@@ -1314,7 +1316,8 @@ class Trainer:
         self.device = self.dist.device
         self.console = console if self.dist.main and not quiet else None
         self.output_dir = Path(config.output_dir).expanduser()
-        self.resume_from = latest_checkpoint(self.output_dir) if resume else None
+        warn = console.print if console is not None and self.dist.main else None  # a warning shows even with -q
+        self.resume_from = latest_checkpoint(self.output_dir, warn) if resume else None
         if resume and self.resume_from is None:
             raise TinyAudioError(f"nothing to resume in {self.output_dir}")
         if self.device.type == "cuda" and config.tf32:
@@ -1542,7 +1545,7 @@ class Trainer:
         self._announce()
         loader = Loader(self.stream, c.batch_size, c.grad_accum, self.model.feature_extractor)
         window, stopped, saved_at, evaluated_at = _Window(), False, None, None
-        interrupt = _InterruptFlag()
+        interrupt = InterruptFlag()
         try:
             with interrupt, self._progress() as progress:
                 task = progress.add_task("train", total=c.max_steps, completed=self.step, loss="–", lr="–", speed="–")
@@ -1599,6 +1602,7 @@ class Trainer:
             seconds=seconds,
             steps_per_second=steps / seconds if seconds else 0.0,
             plot=plot,
+            signal=interrupt.signum,
         )
 
     def close(self) -> None:
@@ -1729,29 +1733,6 @@ class Trainer:
             console=self.console,
             disable=self.console is None,
         )
-
-
-class _InterruptFlag:
-    """While active, the first SIGINT/SIGTERM only asks for a stop at the next step boundary (a checkpoint is
-    written there); a second one interrupts as usual."""
-
-    def __init__(self) -> None:
-        self.raised = False
-        self.previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.raised = True
-        signal.signal(signum, self.previous.get(signum, signal.SIG_DFL))
-
-    def __enter__(self) -> _InterruptFlag:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self.previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
 
 
 def _chunks(items: Sequence[Example], size: int) -> Iterator[list[Example]]:

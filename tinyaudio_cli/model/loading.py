@@ -5,9 +5,11 @@ Only safetensors are read, and no code that ships with a checkpoint is ever exec
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from transformers import (
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from ..defaults import BASES_ENV, DEFAULT_MODEL
-from ..errors import TinyAudioError
+from ..errors import TinyAudioError, UsageError
 from .config import AUDIO_TOKEN, TinyAudioConfig
 from .modeling import TinyAudioModel
 from .projector import MOSAProjector, init_projector
@@ -111,6 +113,36 @@ def hub_snapshot(repo_id: str, kind: str, revision: str | None = None, download_
 # -- device and precision -----------------------------------------------------------------------
 
 
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
+
+
+def check_device(device: str | torch.device) -> None:
+    """A usage error for a device name torch does not know, or an accelerator this machine lacks; every command
+    calls this before any model work, so the user gets one line instead of a traceback from deep in torch."""
+    name = str(device).strip()
+    if name in ("auto", "cpu"):
+        return
+    match = re.fullmatch(r"(cuda|mps)(?::(\d+))?", name)
+    if match is None:
+        raise UsageError(f"unknown device {name!r} ({DEVICE_CHOICES})")
+    kind, index = match.group(1), match.group(2)
+    if kind == "mps":
+        if not torch.backends.mps.is_available():
+            raise UsageError("mps requested but this machine has no MPS (Apple GPU) that torch can use")
+        return
+    if not torch.cuda.is_available():
+        why = "this torch has no CUDA" if torch.version.cuda is None else "no GPU is visible"
+        raise UsageError(f"cuda requested but {why}")
+    count = torch.cuda.device_count()
+    if index is not None and int(index) >= count:
+        raise UsageError(f"{name} requested but only {count} GPU(s) visible (cuda:0 to cuda:{count - 1})")
+
+
+def check_dtype(dtype: str) -> None:
+    if dtype != "auto" and dtype not in DTYPES:
+        raise UsageError(f"unknown dtype {dtype!r} (auto, {', '.join(DTYPES)})")
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -144,6 +176,17 @@ def weight_files(folder: Path) -> list[Path]:
     if (folder / WEIGHTS_NAME).is_file():
         return [folder / WEIGHTS_NAME]
     raise TinyAudioError(f"no {WEIGHTS_NAME} in {folder}", hint="tinyaudio reads safetensors weights only")
+
+
+def weights_sha256(folder: Path) -> str:
+    """A fingerprint of a checkpoint's weights (the bytes of its safetensors files): `eval` records it so that
+    `export --eval-summary` can tell whether a summary scored the model being exported."""
+    digest = hashlib.sha256()
+    for file in weight_files(folder):
+        with file.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def load_whisper_encoder(folder: Path, dtype: torch.dtype, device: torch.device, attn: str) -> WhisperEncoder:
@@ -246,6 +289,7 @@ def load_model(
         )
     model.projector.to(model.device, model.dtype)
     model.name = name_or_path
+    model.checkpoint_dir = checkpoint  # where the weights came from (eval fingerprints them)
     return model
 
 

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
 from ..audio import SAMPLE_RATE, WINDOW_SAMPLES
@@ -34,6 +34,7 @@ from .decoding import Timings, greedy_decode, timed
 from .features import log_mel
 from .projector import STRIDE as PROJECTOR_STRIDE
 from .projector import MOSAProjector
+from .template import check_chat_template
 
 AttentionMode = Literal["reference", "trimmed"]
 ATTENTION_MODES: tuple[AttentionMode, ...] = ("reference", "trimmed")
@@ -338,7 +339,8 @@ class TinyAudioModel(nn.Module):
             f"projector.{name}": tensor.detach().to("cpu", dtype or tensor.dtype).contiguous()
             for name, tensor in self.projector.state_dict().items()
         }
-        save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+        # safetensors' save_file creates its file 0600; a plain write keeps the umask's mode, as for every other file
+        (folder / "model.safetensors").write_bytes(save(state, metadata={"format": "pt"}))
         self.config.model_dtype = str(dtype or self.dtype).removeprefix("torch.")
         self.config.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
@@ -364,6 +366,7 @@ def build_prompt(tokenizer, config: TinyAudioConfig) -> Prompt:
         {"role": "system", "content": config.system_prompt},
         {"role": "user", "content": config.user_prompt},
     ]
+    check_chat_template(tokenizer, messages)  # a template is code from the checkpoint: bounded, clear errors
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
     ids = tokenizer(text, add_special_tokens=False).input_ids
     audio_id = tokenizer.convert_tokens_to_ids(AUDIO_TOKEN)

@@ -1,0 +1,337 @@
+"""Faults a user meets on purpose or by accident: each gives one clear line and the right exit code, and
+nothing the user owns is lost.
+
+Commands run as the user runs them (a `python -m tinyaudio_cli` subprocess, so that a traceback reaches
+stderr exactly as it would on a terminal), on tiny random stacks built from configs (tests/tinystack.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tinystack import build_bases, build_checkpoint
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+
+
+def tinyaudio(*args: str | Path, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tinyaudio_cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+        cwd=cwd,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The single line a failed command prints on stderr (a traceback or a wrapped message fails here)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:"), result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_checkpoint(tmp_path_factory.mktemp("stack"))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two seconds of a tone: the device check must come before any of it is read."""
+    import numpy as np
+    import soundfile as sf
+
+    path = tmp_path_factory.mktemp("clip") / "clip.wav"
+    sf.write(path, (0.1 * np.sin(np.arange(32_000) * 0.05)).astype(np.float32), 16_000)
+    return path
+
+
+# -- 1. devices and dtypes ------------------------------------------------------------------------------------
+
+DEVICE_COMMANDS = {
+    "transcribe": lambda ck, clip, out: ["transcribe", clip, "-m", ck, "-o", out],
+    "eval": lambda ck, clip, out: ["eval", "--folder", clip.parent, "-m", ck, "-o", out],
+    "train": lambda ck, clip, out: ["train", "--data", clip.parent, "-o", out, "--max-steps", "1"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(DEVICE_COMMANDS))
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [
+        ("bogus", "error: unknown device 'bogus' (auto, cpu, cuda, cuda:N, mps)"),
+        pytest.param(
+            "cuda",
+            "error: cuda requested but ",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
+        ),
+    ],
+)
+def test_unusable_device_is_a_one_line_usage_error(
+    command: str, device: str, message: str, checkpoint: Path, clip: Path, tmp_path: Path
+) -> None:
+    args = DEVICE_COMMANDS[command](checkpoint, clip, tmp_path / "out")
+    result = tinyaudio(*args, "--device", device)
+    assert result.returncode == 2, result.stderr
+    assert one_error_line(result).startswith(message)
+    assert not (tmp_path / "out").exists()  # refused before any work
+
+
+@pytest.mark.parametrize("command", ["transcribe", "eval"])
+def test_unknown_dtype_is_a_one_line_usage_error(command: str, checkpoint: Path, clip: Path, tmp_path: Path) -> None:
+    result = tinyaudio(*DEVICE_COMMANDS[command](checkpoint, clip, tmp_path / "out"), "--dtype", "float8")
+    assert result.returncode == 2, result.stderr
+    assert one_error_line(result) == "error: unknown dtype 'float8' (auto, float32, bfloat16, float16)"
+
+
+def test_export_unknown_dtype_is_a_one_line_usage_error(checkpoint: Path, tmp_path: Path) -> None:
+    result = tinyaudio("export", checkpoint, tmp_path / "out", "--dtype", "float8")
+    assert result.returncode == 2, result.stderr
+    assert one_error_line(result) == "error: unknown dtype 'float8' (float32, bfloat16, float16)"
+    assert not (tmp_path / "out").exists()
+
+
+# -- 5-7. export: never replace what it did not write; only its own eval results; usual file modes ---------------
+
+
+def file_modes(folder: Path) -> dict[str, int]:
+    return {path.name: path.stat().st_mode & 0o777 for path in folder.iterdir() if path.is_file()}
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_export_refuses_another_models_folder_and_overwrite_replaces_only_its_files(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-model"
+    other.mkdir()
+    (other / "config.json").write_text('{"model_type": "llama"}')
+    (other / "pytorch_model.bin").write_bytes(b"weights of another model")
+    before = {path.name: path.read_bytes() for path in other.iterdir()}
+
+    refused = tinyaudio("export", checkpoint, other)
+    assert refused.returncode == 1, refused.stderr
+    assert f"{other} is not empty (it holds a model: config.json)" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert {path.name: path.read_bytes() for path in other.iterdir()} == before
+
+    replaced = tinyaudio("export", checkpoint, other, "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert (other / "pytorch_model.bin").read_bytes() == before["pytorch_model.bin"]  # not the export's file
+    assert "left as they were: pytorch_model.bin" in " ".join(replaced.stderr.split())
+    assert '"model_type": "asr_model"' in (other / "config.json").read_text()
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no staging folder left
+
+
+def test_export_over_an_earlier_export_needs_overwrite_and_keeps_the_users_files(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "exported"
+    assert tinyaudio("export", checkpoint, out).returncode == 0
+    (out / "NOTES.md").write_text("mine")
+    stale = out / "tinyaudio_removed_module.py"  # code an earlier version exported, no longer shipped
+    stale.write_text("# Copied by `tinyaudio export` from tinyaudio_cli.gone (tinyaudio 0.0.1)\n")
+    again = tinyaudio("export", checkpoint, out)
+    assert again.returncode == 1 and "is not empty" in again.stderr
+    assert stale.exists()
+    again = tinyaudio("export", checkpoint, out, "--overwrite")
+    assert again.returncode == 0, again.stderr
+    assert (out / "NOTES.md").read_text() == "mine" and not stale.exists()
+
+
+def test_exported_and_trained_weights_have_the_mode_of_every_other_file(checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exported"
+    assert tinyaudio("export", checkpoint, out).returncode == 0
+    expected = 0o666 & ~current_umask()
+    modes = file_modes(out)
+    assert "model.safetensors" in modes and set(modes.values()) == {expected}, modes
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path, clip: Path) -> dict[str, Path]:
+    """summary.json of `tinyaudio eval` for the checkpoint and for another model (other projector weights)."""
+    root = tmp_path_factory.mktemp("scored")
+    other = build_checkpoint(root / "other", seed=1)
+    data = root / "data"
+    data.mkdir()
+    (data / "clip.wav").write_bytes(clip.read_bytes())
+    (data / "clip.txt").write_text("a tone")
+    summaries = {}
+    for name, model in (("same", checkpoint), ("other", other)):
+        run = tinyaudio("eval", "--folder", data, "-m", model, "-o", root / name, "--max-new-tokens", "4",
+                        "--warmup-batches", "0", "--device", "cpu", "-q")  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        summaries[name] = next((root / name).rglob("summary.json"))
+    return summaries
+
+
+def test_export_refuses_the_eval_summary_of_another_model(
+    checkpoint: Path, scored: dict[str, Path], tmp_path: Path
+) -> None:
+    refused = tinyaudio("export", checkpoint, tmp_path / "a", "--eval-summary", scored["other"])
+    assert refused.returncode == 1, refused.stderr
+    assert f"eval summary {scored['other']} scored other weights" in " ".join(refused.stderr.split())
+    assert not (tmp_path / "a").exists()
+    accepted = tinyaudio("export", checkpoint, tmp_path / "b", "--eval-summary", scored["same"])
+    assert accepted.returncode == 0, accepted.stderr
+    assert "model-index" in (tmp_path / "b" / "README.md").read_text()
+
+
+def test_export_refuses_a_summary_that_names_another_model_without_a_fingerprint(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    summary = tmp_path / "summary.json"
+    summary.write_text('{"model": "someone/else", "wer": 0.1, "samples": 3, "dataset": "mine"}')
+    refused = tinyaudio("export", checkpoint, tmp_path / "out", "--eval-summary", summary)
+    assert refused.returncode == 1, refused.stderr
+    assert f"eval summary {summary} is of someone/else, not {checkpoint}" in " ".join(refused.stderr.split())
+
+
+# -- 8. a local manifest given to --dataset -------------------------------------------------------------------
+
+
+def test_a_local_manifest_given_to_dataset_reads_audio_beside_the_manifest(
+    checkpoint: Path, clip: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "local"
+    data.mkdir()
+    (data / "clip.wav").write_bytes(clip.read_bytes())
+    (data / "manifest.jsonl").write_text('{"audio": "clip.wav", "text": "a tone", "id": "c1"}\n')
+    fast = ["--max-new-tokens", "4", "--warmup-batches", "0", "--device", "cpu", "-q"]
+    run = tinyaudio("eval", "--dataset", "local/manifest.jsonl", "-m", checkpoint, "-o", "results", *fast, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(next((tmp_path / "results").rglob("summary.json")).read_text())
+    assert (summary["samples"], summary["failed_samples"]) == (1, 0), summary["failed"]
+
+
+# -- 2. a checkpoint's chat template is code: bounded, and its faults are one line --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "reason"),
+    [
+        ("{% for message in messages %}{{ message['content'] }}", "syntax error on line 1: Unexpected end of template"),
+        ("{{ ''.__class__.__mro__ }}{{ messages }}", "refused by the sandbox: access to attribute '__class__'"),
+        # 30 characters that made transformers build a 7.6 GB prompt: refused before the text is made
+        ("{{ 'x' * 100000000 }}{{ messages }}", "refused: it repeats a value 100,000,000 times"),
+    ],
+)
+def test_a_bad_chat_template_is_one_line_naming_its_file(
+    template: str, reason: str, checkpoint: Path, clip: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(checkpoint, model)
+    (model / "chat_template.jinja").write_text(template)
+    result = tinyaudio("transcribe", clip, "-m", model, "-o", tmp_path / "out", "--device", "cpu", "-q", timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert one_error_line(result).startswith(f"error: chat template {model / 'chat_template.jinja'}: {reason}")
+
+
+# -- 3-4. training: Ctrl-C is 130 with a checkpoint that resumes; a damaged checkpoint is skipped ------------------
+
+
+@pytest.fixture(scope="module")
+def train_args(tmp_path_factory: pytest.TempPathFactory, clip: Path) -> list[str]:
+    """A tiny run's settings (tiny random bases, one clip), for as many steps as a test lets it take."""
+    root = tmp_path_factory.mktemp("train")
+    whisper, lm = build_bases(root)
+    (root / "clip.wav").write_bytes(clip.read_bytes())
+    (root / "train.jsonl").write_text('{"audio": "clip.wav", "text": "a tone"}\n')
+    return ["train", "--encoder", whisper, "--llm", lm, "--experts", "2", "--hidden-dim", "16", "--data",
+            root / "train.jsonl", "--batch-size", "1", "--grad-accum", "1", "--warmup-steps", "0", "--eval-steps",
+            "0", "--log-steps", "1", "--no-tensorboard", "--device", "cpu", "--dtype", "float32", "-q"]  # fmt: skip
+
+
+def checkpoint_steps(run: Path) -> list[int]:
+    return sorted(
+        int(path.name.split("-")[1]) for path in run.glob("checkpoint-*") if (path / "model.safetensors").exists()
+    )
+
+
+def test_ctrl_c_stops_training_with_a_checkpoint_and_exit_130(train_args: list[str], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tinyaudio_cli", *map(str, train_args), "-o", str(run), "--max-steps", "100000",
+         "--save-steps", "0"], env=ENV, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        metrics = run / "metrics.jsonl"
+        while process.poll() is None and not (metrics.exists() and '"train"' in metrics.read_text()):
+            time.sleep(0.2)  # until a step is logged
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    steps = checkpoint_steps(run)
+    assert len(steps) == 1 and steps[0] >= 1, stderr
+    checkpoint = run / f"checkpoint-{steps[0]}"
+    modes = file_modes(checkpoint)
+    assert set(modes.values()) == {0o666 & ~current_umask()}, modes  # model.safetensors as every other file
+    resumed = tinyaudio(*train_args, "-o", run, "--resume", "--stop-after-steps", "1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert checkpoint_steps(run)[-1] == steps[0] + 1
+
+
+@pytest.mark.parametrize("damage", ["training_state.pt", "model.safetensors"])
+def test_resume_skips_a_damaged_newest_checkpoint(
+    damage: str, train_args: list[str], checkpoint: Path, clip: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    first = tinyaudio(*train_args, "-o", run, "--max-steps", "4", "--save-steps", "2", "--keep-last", "3")
+    assert first.returncode == 0, first.stderr
+    assert checkpoint_steps(run) == [2, 4]
+    damaged = run / "checkpoint-4" / damage
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])  # a disk that lost the end of a file
+    resumed = tinyaudio(*train_args, "-o", run, "--resume", "--max-steps", "6", "--save-steps", "1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    warning = " ".join(resumed.stderr.split())
+    assert (
+        f"resuming from checkpoint-2: newer checkpoints are damaged (checkpoint-4: {damage} cannot be read" in warning
+    )
+    assert checkpoint_steps(run)[-1] == 6
+    # the step-4 checkpoint written again by the resumed run loads
+    assert tinyaudio("transcribe", clip, "-m", run / "checkpoint-4", "-o", tmp_path / "t", "-q").returncode == 0
+
+
+def test_resume_with_no_intact_checkpoint_is_one_line(train_args: list[str], tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert tinyaudio(*train_args, "-o", run, "--max-steps", "2", "--save-steps", "2").returncode == 0
+    (run / "checkpoint-2" / "training_state.pt").write_bytes(b"not a training state")
+    resumed = tinyaudio(*train_args, "-o", run, "--resume", "--max-steps", "4")
+    assert resumed.returncode == 1, resumed.stderr
+    assert one_error_line(resumed).startswith(f"error: no usable checkpoint to resume in {run} (checkpoint-2: ")
+
+
+# -- 9. the smoke preset needs nothing but this machine ---------------------------------------------------------
+
+
+def test_smoke_preset_trains_offline_and_its_model_transcribes(clip: Path, tmp_path: Path) -> None:
+    run = tmp_path / "smoke"
+    trained = tinyaudio("train", "--preset", "smoke", "-o", run, "-q")  # HF_HUB_OFFLINE=1 (ENV): no Hub at all
+    assert trained.returncode == 0, trained.stderr
+    assert (run / "final" / "model.safetensors").is_file() and checkpoint_steps(run) == [20, 40]
+    if shutil.which("espeak-ng"):
+        assert (run / "smoke-inputs" / "espeak").is_file()  # spoken data, not the tones stand-in
+    out = tmp_path / "out"
+    transcribed = tinyaudio("transcribe", clip, "-m", run / "final", "-o", out, "--max-new-tokens", "8", "-q")
+    assert transcribed.returncode == 0, transcribed.stderr
+    assert (out / "clip.txt").is_file()
