@@ -139,6 +139,7 @@ def test_export_refuses_another_models_folder_and_overwrite_replaces_only_its_fi
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no staging folder left
 
 
+@pytest.mark.slow  # trains or evaluates whole runs: out of the fast loop
 def test_export_over_an_earlier_export_needs_overwrite_and_keeps_the_users_files(
     checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -181,6 +182,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path, clip: Pat
     return summaries
 
 
+@pytest.mark.slow  # trains or evaluates whole runs: out of the fast loop
 def test_export_refuses_the_eval_summary_of_another_model(
     checkpoint: Path, scored: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -264,6 +266,7 @@ def checkpoint_steps(run: Path) -> list[int]:
     )
 
 
+@pytest.mark.slow  # trains or evaluates whole runs: out of the fast loop
 def test_ctrl_c_stops_training_with_a_checkpoint_and_exit_130(train_args: list[str], tmp_path: Path) -> None:
     run = tmp_path / "run"
     process = subprocess.Popen(
@@ -290,6 +293,7 @@ def test_ctrl_c_stops_training_with_a_checkpoint_and_exit_130(train_args: list[s
     assert checkpoint_steps(run)[-1] == steps[0] + 1
 
 
+@pytest.mark.slow  # trains or evaluates whole runs: out of the fast loop
 @pytest.mark.parametrize("damage", ["training_state.pt", "model.safetensors"])
 def test_resume_skips_a_damaged_newest_checkpoint(
     damage: str, train_args: list[str], checkpoint: Path, clip: Path, tmp_path: Path
@@ -324,6 +328,7 @@ def test_resume_with_no_intact_checkpoint_is_one_line(train_args: list[str], tmp
 # -- 9. the smoke preset needs nothing but this machine ---------------------------------------------------------
 
 
+@pytest.mark.slow  # trains or evaluates whole runs: out of the fast loop
 def test_smoke_preset_trains_offline_and_its_model_transcribes(clip: Path, tmp_path: Path) -> None:
     run = tmp_path / "smoke"
     trained = tinyaudio("train", "--preset", "smoke", "-o", run, "-q")  # HF_HUB_OFFLINE=1 (ENV): no Hub at all
