@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -36,30 +37,26 @@ ModelOption = Annotated[
 ]
 
 
-def _checked_device(ctx: typer.Context, value: str) -> str:
-    """--device is checked while the command line is parsed, so a device this machine lacks is a usage error
-    before any file is read or model loaded (not while the shell completes a command line)."""
-    from .model.loading import check_device
+def _checked(check_name: str) -> Callable[[typer.Context, str], str]:
+    """A callback that runs `model.loading.<check_name>` while the command line is parsed, so a device this
+    machine lacks or an unknown dtype is a usage error before any file is read or model loaded (but not while
+    the shell completes a command line). model.loading is imported only then: it imports torch."""
 
-    if ctx.resilient_parsing:
+    def callback(ctx: typer.Context, value: str) -> str:
+        if ctx.resilient_parsing:
+            return value
+        from .model import loading
+
+        try:
+            getattr(loading, check_name)(value)
+        except UsageError as error:
+            raise fail(error) from None
         return value
-    try:
-        check_device(value)
-    except UsageError as error:
-        raise fail(error) from None
-    return value
+
+    return callback
 
 
-def _checked_dtype(ctx: typer.Context, value: str) -> str:
-    from .model.loading import check_dtype
-
-    if ctx.resilient_parsing:
-        return value
-    try:
-        check_dtype(value)
-    except UsageError as error:
-        raise fail(error) from None
-    return value
+_checked_device, _checked_dtype = _checked("check_device"), _checked("check_dtype")
 
 
 DeviceOption = Annotated[
