@@ -5,6 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class Word:
+    """A word of a segment and when it was said (seconds in the original media), as openai-whisper gives it."""
+
+    word: str  # with its leading space, so the words of a segment join to its text
+    start: float
+    end: float
+    probability: float
+
+
 @dataclass
 class Segment:
     """One decoded stretch of speech; times are seconds in the original media."""
@@ -15,6 +25,7 @@ class Segment:
     text: str
     tokens: list[int] = field(default_factory=list)
     repetition_cut: bool = False
+    words: list[Word] | None = None  # with word timing only
 
 
 @dataclass

@@ -24,10 +24,11 @@ import torch
 
 from .audio import SAMPLE_RATE, WINDOW_SAMPLES, stream_audio
 from .errors import TinyAudioError
+from .model.alignment import FRAMES_PER_SECOND, snap_to_sound
 from .model.batching import auto_batch_size, with_backoff
 from .model.decoding import cut_repetition
 from .model.modeling import DEFAULT_MODE, AttentionMode, TinyAudioModel, next_offset
-from .records import Segment, Transcript
+from .records import Segment, Transcript, Word
 from .vad import SpeechRegion, SpeechWindow, VadOptions, iter_fixed_windows, iter_speech_windows
 
 # Fast speech is about 8 LM tokens a second; a region asking for far more is an LM stuck in a loop.
@@ -46,6 +47,8 @@ class TranscribeOptions:
     # pack a file's speech regions into shared encoder windows: fewer encoder passes, but each region then hears
     # its neighbours instead of the silence it was trained with, which costs small models much accuracy
     pack: bool = False
+    # time every word with the Whisper base's decoder over the encoder states already computed (model.alignment)
+    word_timestamps: bool = False
 
 
 @dataclass
@@ -152,27 +155,54 @@ def whole_windows(file: int, windows: Iterable[SpeechWindow]) -> Iterator[Encode
 
 
 def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: TranscribeOptions) -> list[tuple[int, Segment]]:
-    projected = model.encode(model.features([window.samples for window in batch]))
-    units: list[tuple[int, Placement, torch.Tensor]] = []
-    for window, frames in zip(batch, projected, strict=True):
+    states = model.encoder_states(model.features([window.samples for window in batch]))
+    projected = model.project(states)
+    units: list[tuple[int, Placement, torch.Tensor, int]] = []  # file, placement, its frames, window in batch
+    for index, (window, frames) in enumerate(zip(batch, projected, strict=True)):
         for placement in window.placements:
             if options.mode == "reference":
-                units.append((window.file, placement, frames))
+                units.append((window.file, placement, frames, index))
             else:
                 first, last = model.frame_span(placement.offset, placement.offset + placement.length)
-                units.append((window.file, placement, frames[first:last]))
+                units.append((window.file, placement, frames[first:last], index))
     units.sort(key=lambda unit: len(unit[2]))
     segments = []
     rows = options.batch_size or max(1, len(units))  # set by transcribe_files
     for start in range(0, len(units), rows):
         chunk = units[start : start + rows]
-        budgets = [token_budget(model, p.length / SAMPLE_RATE, options) for _, p, _ in chunk]
-        ids = model.generate_from_frames([frames for _, _, frames in chunk], options.mode, budgets, options.stop_loops)
-        for (file, placement, _), token_ids in zip(chunk, ids, strict=True):
+        budgets = [token_budget(model, p.length / SAMPLE_RATE, options) for _, p, _, _ in chunk]
+        frames = [unit[2] for unit in chunk]
+        ids = model.generate_from_frames(frames, options.mode, budgets, options.stop_loops)
+        for (file, placement, _, index), token_ids in zip(chunk, ids, strict=True):
             kept, text, cut = guarded(model, token_ids)
             region = placement.region
-            segments.append((file, Segment(0, region.start, region.end, text, kept, cut)))
+            segment = Segment(0, region.start, region.end, text, kept, cut)
+            if options.word_timestamps:
+                segment.words = timed_words(model, states[index], batch[index].samples, placement, text)
+            segments.append((file, segment))
     return segments
+
+
+def timed_words(
+    model: TinyAudioModel, states: torch.Tensor, samples: np.ndarray, placement: Placement, text: str
+) -> list[Word]:
+    """The words of one region's text, timed by the Whisper base's decoder over the encoder states of its
+    window (the frames that hold the region), snapped to pauses, in media seconds inside the region."""
+    if not text.strip():
+        return []
+    hop = SAMPLE_RATE // FRAMES_PER_SECOND
+    first = placement.offset // hop
+    last = min(len(states), math.ceil((placement.offset + placement.length) / hop))
+    timed = snap_to_sound(model.aligner().align_frames(states[first:last], text), samples[first * hop : last * hop])
+    region = placement.region
+    origin = region.start - (placement.offset - first * hop) / SAMPLE_RATE  # media time of frame `first`
+    words, latest = [], region.start
+    for word in timed:
+        start = min(max(origin + word.start, latest), region.end)
+        end = min(max(origin + word.end, start), region.end)
+        words.append(Word(word.word, round(start, 3), round(end, 3), round(word.probability, 4)))
+        latest = start
+    return words
 
 
 def transcribe_files(

@@ -12,7 +12,7 @@ import re
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO, ClassVar, TextIO
 
@@ -36,6 +36,11 @@ class SubtitleOptions:
     max_line_width: int = 42
     max_line_count: int = 2
     max_cue_duration: float = 7.0
+    # with word times: no cue spans a pause longer than this, each word is underlined while it is said
+    # (openai-whisper's --highlight_words), and a line holds at most this many words
+    max_pause: float = 1.0
+    highlight_words: bool = False
+    max_words_per_line: int | None = None
 
     def __post_init__(self) -> None:
         if self.max_line_width < 1:
@@ -44,6 +49,8 @@ class SubtitleOptions:
             raise TinyAudioError(f"max line count must be at least 1, got {self.max_line_count}")
         if self.max_cue_duration < MIN_CUE_MS / 1000:
             raise TinyAudioError(f"max cue duration must be at least {MIN_CUE_MS} ms, got {self.max_cue_duration} s")
+        if self.max_words_per_line is not None and self.max_words_per_line < 1:
+            raise TinyAudioError(f"max words per line must be at least 1, got {self.max_words_per_line}")
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class Cue:
     start: float
     end: float
     lines: list[str]
+    highlight: tuple[int, int] | None = None  # (line, word in line) being said, with --highlight-words
 
 
 def _ms(seconds: float) -> int:
@@ -60,21 +68,28 @@ def _ms(seconds: float) -> int:
 
 
 def _wrap_cues(
-    words: list[str], fits_time: Callable[[int, int], bool], options: SubtitleOptions
+    words: list[str],
+    fits_time: Callable[[int, int], bool],
+    options: SubtitleOptions,
+    breaks_before: Callable[[int, list[list[str]]], bool] = lambda index, cue: False,
 ) -> list[list[list[str]]]:
     """Greedily pack words into cues of lines; returns per cue its lines, each a list of words.
 
-    A word that would overflow the line opens a new line, one that would overflow the line count or
-    `fits_time(first, next)` (the cue covering words[first:next]) opens a new cue. A word is always
-    accepted into an empty line or cue, so a word wider than the line stands alone.
+    A word that would overflow the line (or its word count) opens a new line, one that would overflow the line
+    count or `fits_time(first, next)` (the cue covering words[first:next]) opens a new cue, as does a word for
+    which `breaks_before(index, cue so far)` says so. A word is always accepted into an empty line or cue, so a
+    word wider than the line stands alone.
     """
     cues: list[list[list[str]]] = []
     first = 0
     for index, word in enumerate(words):
         cue = cues[-1] if cues else None
-        if cue is not None and not fits_time(first, index + 1):
+        if cue is not None and (not fits_time(first, index + 1) or breaks_before(index, cue)):
             cue = None
-        elif cue is not None and len(" ".join(cue[-1])) + 1 + len(word) > options.max_line_width:
+        elif cue is not None and (
+            len(" ".join(cue[-1])) + 1 + len(word) > options.max_line_width
+            or len(cue[-1]) == (options.max_words_per_line or len(words) + 1)
+        ):
             if len(cue) == options.max_line_count:
                 cue = None
             else:
@@ -87,10 +102,42 @@ def _wrap_cues(
     return cues
 
 
+def _timed_cues(segment: Segment, options: SubtitleOptions) -> list[tuple[int, int, list[list[tuple[str, int, int]]]]]:
+    """Lay a segment with word times out as cues cut at word boundaries: (start ms, end ms, lines of (word,
+    start ms, end ms)). A pause longer than `max_pause` always ends a cue; a sentence end does once the cue
+    holds half a line."""
+    words = [w for w in segment.words or [] if w.word.strip()]
+    starts = [_ms(w.start) for w in words]
+    ends = [max(_ms(w.end), start) for w, start in zip(words, starts, strict=True)]
+    limit_ms = math.floor(round(options.max_cue_duration * 1000, 6))
+    pause_ms = round(options.max_pause * 1000)
+
+    def fits_time(first: int, stop: int) -> bool:
+        return ends[stop - 1] - starts[first] <= limit_ms
+
+    def breaks_before(index: int, cue: list[list[str]]) -> bool:
+        if starts[index] - ends[index - 1] > pause_ms:
+            return True
+        said = sum(len(" ".join(line)) for line in cue)
+        return words[index - 1].word.rstrip()[-1:] in ".?!" and said >= options.max_line_width // 2
+
+    texts = [w.word.strip() for w in words]
+    cues, first = [], 0
+    for lines in _wrap_cues(texts, fits_time, options, breaks_before):
+        timed_lines, index = [], first
+        for line in lines:
+            timed_lines.append([(texts[i], starts[i], ends[i]) for i in range(index, index + len(line))])
+            index += len(line)
+        cues.append((starts[first], max(ends[index - 1], starts[first]), timed_lines))
+        first = index
+    return cues
+
+
 def _segment_cues(
     segment: Segment, start_ms: int, end_ms: int, options: SubtitleOptions
 ) -> list[tuple[int, int, list[str]]]:
-    """Lay one segment out as (start ms, end ms, lines), sharing its time out in proportion to characters."""
+    """Lay one segment out as (start ms, end ms, lines), sharing its time out in proportion to characters
+    (with word times, `_timed_cues` cuts at the words instead)."""
     words = segment.text.split()
     if not words:
         return []
@@ -131,14 +178,33 @@ def subtitle_cues(segments: Sequence[Segment], options: SubtitleOptions) -> list
     """
     cues: list[Cue] = []
     previous_end = 0
+
+    def add(start: int, end: int, lines: list[str], highlight: tuple[int, int] | None = None) -> None:
+        nonlocal previous_end
+        start = max(start, previous_end)
+        end = max(end, start + MIN_CUE_MS)
+        cues.append(Cue(start / 1000, end / 1000, lines, highlight))
+        previous_end = end
+
     for segment in segments:
+        if any(w.word.strip() for w in segment.words or []):
+            for cue_start, cue_end, timed_lines in _timed_cues(segment, options):
+                lines = [" ".join(word for word, _, _ in line) for line in timed_lines]
+                if not options.highlight_words:
+                    add(cue_start, cue_end, lines)
+                    continue
+                # one cue per word, underlined from its start to the next word's (the text stays on screen)
+                said = [(w_start, (row, column)) for row, line in enumerate(timed_lines)
+                        for column, (_, w_start, _) in enumerate(line)]  # fmt: skip
+                if said[0][0] > cue_start:
+                    add(cue_start, said[0][0], lines)
+                for k, (w_start, where) in enumerate(said):
+                    add(w_start, said[k + 1][0] if k + 1 < len(said) else cue_end, lines, where)
+            continue
         start_ms = _ms(segment.start)
         end_ms = max(_ms(segment.end), start_ms)
         for cue_start, cue_end, lines in _segment_cues(segment, start_ms, end_ms, options):
-            cue_start = max(cue_start, previous_end)
-            cue_end = max(cue_end, cue_start + MIN_CUE_MS)
-            cues.append(Cue(cue_start / 1000, cue_end / 1000, lines))
-            previous_end = cue_end
+            add(cue_start, cue_end, lines)
     return cues
 
 
@@ -193,8 +259,13 @@ class SubtitlesWriter(ResultWriter):
             start = format_timestamp(cue.start, self.decimal_marker)
             end = format_timestamp(cue.end, self.decimal_marker)
             print(f"{start} --> {end}", file=stream)
-            for line in cue.lines:
-                print(self.cue_line(line), file=stream)
+            for row, line in enumerate(cue.lines):
+                if cue.highlight is not None and cue.highlight[0] == row:
+                    words = [self.cue_line(word) for word in line.split(" ")]
+                    words[cue.highlight[1]] = f"<u>{words[cue.highlight[1]]}</u>"
+                    print(" ".join(words), file=stream)
+                else:
+                    print(self.cue_line(line), file=stream)
             print(file=stream)
 
 
@@ -237,6 +308,8 @@ class WriteJSON(ResultWriter):
             }
             if segment.repetition_cut:
                 record["repetition_cut"] = True
+            if segment.words is not None:
+                record["words"] = [asdict(word) for word in segment.words]
             segments.append(record)
         result = {
             "text": transcript.text,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from ..errors import TinyAudioError
 
 FRAMES_PER_SECOND = 50  # encoder frames: 1500 for a 30 s window (two mel frames each)
 MEDIAN_FILTER_WIDTH = 7  # frames; openai-whisper's choice
-PUNCTUATION_AFTER = "\"'.。,，!！?？:：”)]}、"  # joined to the word before
 SENTENCE_ENDS = ".。!！?？"
 MAX_WORD_SECONDS = 1.4  # a word longer than twice the median word (at most 0.7 s) is cut at a sentence edge
 MIN_PAUSE_FRAMES = 3  # 60 ms of quiet between neighbours is a pause to put their boundary in
@@ -104,12 +102,16 @@ class WhisperAligner:
     def align(self, encoder_states: torch.Tensor, texts: list[str], frames: list[int]) -> list[list[WordTiming]]:
         """Words of each text timed against its row of encoder states [batch, 1500, width], of which the
         first `frames[i]` frames hold that text's audio. Times are seconds from the first frame."""
-        results = []
-        for states, text, count in zip(encoder_states, texts, frames, strict=True):
-            results.append(self._align_one(states[None, : max(1, count)], text))
-        return results
+        return [
+            self.align_frames(states[: max(1, count)], text)
+            for states, text, count in zip(encoder_states, texts, frames, strict=True)
+        ]
 
-    def _align_one(self, states: torch.Tensor, text: str) -> list[WordTiming]:
+    @torch.inference_mode()
+    def align_frames(self, states: torch.Tensor, text: str) -> list[WordTiming]:
+        """Words of `text` timed against encoder states [frames, width] that hold its audio (a stretch of a
+        window: positions stay as the encoder gave them). Times are seconds from the first of these frames."""
+        states = states[None].to(self.decoder.embed_tokens.weight.dtype)
         text_tokens = self.tokenizer.encode(" " + text.strip(), add_special_tokens=False)
         if not text.strip() or not text_tokens:
             return []
@@ -144,27 +146,25 @@ class WhisperAligner:
         return _tidy(timed, len(states[0]) / FRAMES_PER_SECOND)
 
     def split_words(self, tokens: list[int]) -> tuple[list[str], list[list[int]]]:
-        """Tokens grouped into words: a word starts at a token that begins with a space or is punctuation;
-        pieces of one multi-byte character stay together."""
-        pieces, piece_tokens, pending = [], [], []
+        """Tokens grouped into words as `text.split()` splits them: a word starts at a token that begins with a
+        space, so punctuation stays on its word ("dog." is one word); pieces of one multi-byte character stay
+        together. (Languages written without spaces would need openai-whisper's split on characters.)"""
+        words: list[str] = []
+        word_tokens: list[list[int]] = []
+        pending: list[int] = []
         for token in tokens:
             pending.append(token)
             piece = self.tokenizer.decode(pending)
-            if "\ufffd" not in piece:
-                pieces.append(piece)
-                piece_tokens.append(pending)
-                pending = []
-        words: list[str] = []
-        word_tokens: list[list[int]] = []
-        for piece, group in zip(pieces, piece_tokens, strict=True):
-            starts_word = piece.startswith(" ") or piece.strip() in string.punctuation
-            if starts_word or not words:
+            if "\ufffd" in piece:  # part of a character; wait for the rest
+                continue
+            if piece.startswith(" ") or not words:
                 words.append(piece)
-                word_tokens.append(list(group))
+                word_tokens.append(pending)
             else:
                 words[-1] += piece
-                word_tokens[-1].extend(group)
-        return _merge_punctuation(words, word_tokens)
+                word_tokens[-1].extend(pending)
+            pending = []
+        return words, word_tokens
 
 
 def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -203,22 +203,6 @@ def _median_filter(weights: torch.Tensor, width: int) -> torch.Tensor:
         return weights
     padded = torch.nn.functional.pad(weights[None], (width // 2, width // 2, 0, 0), mode="reflect")[0]
     return padded.unfold(-1, width, 1).median(dim=-1).values
-
-
-def _merge_punctuation(words: list[str], tokens: list[list[int]]) -> tuple[list[str], list[list[int]]]:
-    """Closing marks join the word before them, so no 'word' is a bare '.' or ','. (An opening mark already
-    starts the word it opens: the next piece has no leading space, so it joins the mark.)"""
-    merged_words: list[str] = []
-    merged_tokens: list[list[int]] = []
-    for word, group in zip(words, tokens, strict=True):
-        bare = word.strip()
-        if merged_words and bare and not word.startswith(" ") and all(c in PUNCTUATION_AFTER for c in bare):
-            merged_words[-1] += word
-            merged_tokens[-1] = merged_tokens[-1] + group
-        else:
-            merged_words.append(word)
-            merged_tokens.append(list(group))
-    return merged_words, merged_tokens
 
 
 def _tidy(words: list[WordTiming], seconds: float) -> list[WordTiming]:

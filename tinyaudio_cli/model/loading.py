@@ -338,4 +338,6 @@ def assemble(
     projector = MOSAProjector(
         encoder_dim, llm_dim, config.expert_hidden_dim, config.num_experts, config.projector_dropout
     ).to(device=device, dtype=dtype)
-    return TinyAudioModel(config, encoder, projector, lm, tokenizer, extractor).eval()
+    model = TinyAudioModel(config, encoder, projector, lm, tokenizer, extractor).eval()
+    model.audio_dir = audio_dir
+    return model

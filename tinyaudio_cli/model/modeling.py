@@ -28,6 +28,7 @@ from safetensors.torch import save
 from torch import nn
 
 from ..audio import SAMPLE_RATE, WINDOW_SAMPLES
+from ..errors import TinyAudioError
 from .batching import encoder_window_bytes, lm_window_bytes, projector_window_bytes
 from .config import AUDIO_TOKEN, TinyAudioConfig
 from .decoding import Timings, greedy_decode, timed
@@ -84,6 +85,8 @@ class TinyAudioModel(nn.Module):
         self.mel_frames_per_token = encoder.conv1.stride[0] * encoder.conv2.stride[0] * PROJECTOR_STRIDE
         self.audio_tokens_max = math.ceil(encoder.config.max_source_positions / PROJECTOR_STRIDE)
         self.timings: Timings | None = None  # set a Timings to see where the time goes
+        self.audio_dir: Path | None = None  # the Whisper base's folder (set by the loader): its decoder aligns words
+        self._aligner = None
 
     @property
     def device(self) -> torch.device:
@@ -117,10 +120,27 @@ class TinyAudioModel(nn.Module):
 
     def encode(self, features: torch.Tensor) -> torch.Tensor:
         """Log-mel features → projector frames [batch, audio_tokens_max, llm_dim]."""
+        return self.project(self.encoder_states(features))
+
+    def encoder_states(self, features: torch.Tensor) -> torch.Tensor:
+        """Log-mel features → the frozen encoder's output [batch, 1500, encoder_dim]; kept by word timing,
+        which aligns words against these same states (no second encoder pass)."""
+        with timed(self.timings, "encoder", self.device), torch.no_grad():
+            return self.encoder(features).last_hidden_state
+
+    def project(self, states: torch.Tensor) -> torch.Tensor:
         with timed(self.timings, "encoder", self.device):
-            with torch.no_grad():
-                encoded = self.encoder(features).last_hidden_state
-            return self.projector(encoded)
+            return self.projector(states)
+
+    def aligner(self):  # -> WhisperAligner, imported only when word timing is asked for
+        """The Whisper base's decoder as a word aligner, loaded on first use."""
+        if self._aligner is None:
+            from .alignment import WhisperAligner
+
+            if self.audio_dir is None:
+                raise TinyAudioError("word timing needs the Whisper base's folder, which this model does not know")
+            self._aligner = WhisperAligner.load(self.audio_dir, self.device, self.dtype)
+        return self._aligner
 
     def window_bytes(self) -> int:
         """Accelerator memory one more 30 s window in a batch costs, estimated high (see model.batching)."""
