@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable
 from typing import Annotated
 
@@ -132,12 +133,48 @@ def unwrap(doc: str) -> str:
     return "\n\n".join(p if p.startswith(" ") else " ".join(p.split("\n")) for p in paragraphs)
 
 
+# openai-whisper's option names, so `whisper`-style command lines run unchanged where the meaning is the same
+WHISPER_OPTIONS = {
+    "--output_format": "--format",
+    "--output_dir": "--output-dir",
+    "--max_line_width": "--max-line-width",
+    "--max_line_count": "--max-line-count",
+    "--max_words_per_line": "--max-words-per-line",
+}
+WHISPER_FLAGS = {"--word_timestamps": "--word-timestamps", "--highlight_words": "--highlight-words"}  # take True/False
+
+
+def whisper_style(argv: list[str]) -> list[str]:
+    """openai-whisper's spellings as ours: `--output_dir DIR` is `--output-dir DIR`, `--word_timestamps True` is
+    `--word-timestamps` (False drops it). Hidden: help shows one spelling of each option."""
+    translated: list[str] = []
+    index = 0
+    while index < len(argv):
+        name, equals, value = argv[index].partition("=")
+        if name in WHISPER_OPTIONS:
+            translated.append(WHISPER_OPTIONS[name] + equals + value)
+        elif name in WHISPER_FLAGS:
+            if not equals and index + 1 < len(argv) and argv[index + 1].lower() in ("true", "false"):
+                index += 1
+                value = argv[index]
+            if not equals and not value:
+                value = "true"
+            if value.lower() == "true":
+                translated.append(WHISPER_FLAGS[name])
+            elif value.lower() != "false":
+                translated.append(argv[index])  # let the parser say what is wrong with it
+        else:
+            translated.append(argv[index])
+        index += 1
+    return translated
+
+
 def main() -> None:
-    app()
+    app(args=whisper_style(sys.argv[1:]), prog_name="tinyaudio")
 
 
 # Each command lives in its own module and registers itself on `app`; the import order is the help order.
-from . import cli_download, cli_eval, cli_export, cli_info, cli_train, cli_transcribe  # noqa: E402, F401
+from . import cli_align, cli_download, cli_eval, cli_export, cli_info, cli_train, cli_transcribe  # noqa: E402, F401
 
 for _command in app.registered_commands:
     if _command.cls in (None, typer.core.TyperCommand):

@@ -92,11 +92,37 @@ def transcribe(
         typer.Option(
             "--max-cue-duration",
             min=0.1,
-            help="Longest subtitle cue in seconds. A segment split across cues shares its time out in "
-            "proportion to text length.",
+            help="Longest subtitle cue in seconds. Without word times, a segment split across cues shares its "
+            "time out in proportion to text length.",
             rich_help_panel=OUTPUT_PANEL,
         ),
     ] = 7.0,
+    word_timestamps: Annotated[
+        bool,
+        typer.Option(
+            "--word-timestamps",
+            help="Time every word with the Whisper base's decoder: JSON segments get 'words', subtitle cues are "
+            "cut at words and never span a long pause.",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = False,
+    highlight_words: Annotated[
+        bool,
+        typer.Option(
+            "--highlight-words",
+            help="Underline each word in SRT/VTT cues while it is said (implies --word-timestamps).",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = False,
+    max_words_per_line: Annotated[
+        int | None,
+        typer.Option(
+            "--max-words-per-line",
+            min=1,
+            help="Subtitle words per line (with word timestamps).",
+            rich_help_panel=OUTPUT_PANEL,
+        ),
+    ] = None,
     extensions: Annotated[
         list[str] | None,
         typer.Option(
@@ -142,6 +168,8 @@ def transcribe(
 
       tinyaudio transcribe talk.mp3 -o - > talk.txt
 
+      tinyaudio transcribe talk.mp4 --srt --word-timestamps --max-words-per-line 8
+
       tinyaudio transcribe clip.wav --no-vad --reference-mode -m ./my-checkpoint
     """
     chosen = list(formats or []) + [
@@ -154,7 +182,14 @@ def transcribe(
                 formats=chosen or ["txt"],
                 output_dir=output_dir,
                 overwrite=overwrite,
-                subtitle=(max_line_width, max_line_count, max_cue_duration),
+                subtitle=SubtitleOptions(
+                    max_line_width,
+                    max_line_count,
+                    max_cue_duration,
+                    highlight_words=highlight_words,
+                    max_words_per_line=max_words_per_line,
+                ),
+                word_timestamps=word_timestamps or highlight_words,
                 extensions=extensions or [],
                 vad=not no_vad,
                 model_name=model,
@@ -221,7 +256,7 @@ def run_transcribe(
     formats: list[str],
     output_dir: str | None,
     overwrite: bool,
-    subtitle: tuple[int, int, float],
+    subtitle: SubtitleOptions,
     extensions: list[str],
     vad: bool,
     model_name: str,
@@ -233,6 +268,7 @@ def run_transcribe(
     quiet: bool,
     console: Console,
     pack: bool = False,
+    word_timestamps: bool = False,
 ) -> int:
     """Transcribe, write, summarise; the exit code. Under torchrun every rank plans the same outputs, takes
     its share of the files still to do (balanced by file size, a cheap stand-in for duration that needs no
@@ -240,7 +276,7 @@ def run_transcribe(
     formats = expand_formats(formats)
     if not formats:
         raise UsageError(f"-f names no output format: choose from {', '.join(FORMATS)} or all")
-    subtitle_options = SubtitleOptions(*subtitle)
+    subtitle_options = subtitle
     to_stdout = output_dir == STDOUT
     if to_stdout and len(formats) != 1:
         raise UsageError("-o - writes one format to stdout", hint="choose exactly one --format")
@@ -276,6 +312,7 @@ def run_transcribe(
             "dtype": dtype,
             "batch_size": batch_size,
             "pack": pack,
+            "word_timestamps": word_timestamps,
         }
         quiet_here = quiet or rank != 0  # progress and per-file lines from rank 0 only
         done, failed, streamed = _transcribe_share(
@@ -375,6 +412,7 @@ def _transcribe_share(
             max_new_tokens=settings["max_new_tokens"],
             vad=VadOptions() if settings["vad"] else None,
             pack=settings["pack"],
+            word_timestamps=settings["word_timestamps"],
         )
         started = time.perf_counter()
 

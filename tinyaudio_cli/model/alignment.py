@@ -145,6 +145,23 @@ class WhisperAligner:
         ]
         return _tidy(timed, len(states[0]) / FRAMES_PER_SECOND)
 
+    @torch.inference_mode()
+    def transcribe_frames(self, states: torch.Tensor, max_tokens: int = 224) -> str:
+        """Whisper's own greedy transcript of encoder states [frames, width]: a rough anchor for spreading a
+        given text over speech regions (`tinyaudio align`), not an output. No KV cache: the decoder is small
+        and a region's text short."""
+        states = states[None].to(self.decoder.embed_tokens.weight.dtype)
+        tokens = list(self.prompt)
+        for _ in range(max_tokens):
+            hidden = self.decoder(input_ids=torch.tensor([tokens], device=self.device), encoder_hidden_states=states)
+            logits = hidden.last_hidden_state[0, -1].float() @ self.decoder.embed_tokens.weight.float().T
+            logits[self.end_of_text + 1 :] = -torch.inf  # special tokens and timestamps are never text
+            token = int(logits.argmax())
+            if token == self.end_of_text:
+                break
+            tokens.append(token)
+        return self.tokenizer.decode(tokens[len(self.prompt) :]).strip()
+
     def split_words(self, tokens: list[int]) -> tuple[list[str], list[list[int]]]:
         """Tokens grouped into words as `text.split()` splits them: a word starts at a token that begins with a
         space, so punctuation stays on its word ("dog." is one word); pieces of one multi-byte character stay
