@@ -423,7 +423,7 @@ def test_exported_code_is_self_contained():
     namespace: dict = {}
     [name] = [name for name, text in files.items() if "def cut_repetition(" in text]
     exec(compile(files[name], name, "exec"), namespace)
-    from tinyaudio_cli.transcribe import cut_repetition
+    from tinyaudio_cli.model.decoding import cut_repetition
 
     loop = [1, 2, *[5, 6, 7, 8] * 10]
     assert namespace["cut_repetition"](loop) == cut_repetition(loop) == ([1, 2, 5, 6, 7, 8], True)

@@ -39,7 +39,9 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
             else:
                 source = node.module or ""
             # `from pkg import sub` imports the module pkg.sub; `from mod import thing` imports mod
-            targets = [f"{source}.{alias.name}" if f"{source}.{alias.name}" in known else source for alias in node.names]
+            targets = [
+                f"{source}.{alias.name}" if f"{source}.{alias.name}" in known else source for alias in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -115,3 +117,16 @@ def test_the_graph_sees_lazy_and_relative_imports() -> None:
 
 def test_no_import_cycle() -> None:
     assert cycles(import_graph()) == []
+
+
+def test_the_model_core_imports_only_itself_errors_and_constants() -> None:
+    """model/ is what an exported model carries: it must not reach into the CLI, the pipeline or training."""
+    allowed = {f"{ROOT}.errors", f"{ROOT}.constants"}
+    outside = {
+        (name, target)
+        for name, targets in import_graph().items()
+        if name == f"{ROOT}.model" or name.startswith(f"{ROOT}.model.")
+        for target in targets
+        if target not in allowed and target != f"{ROOT}.model" and not target.startswith(f"{ROOT}.model.")
+    }
+    assert outside == set()

@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 from tinyaudio_cli.audio import load_audio
 from tinyaudio_cli.cli import app
 from tinyaudio_cli.model import load_model
-from tinyaudio_cli.model.decoding import REPEAT_CHECK_EVERY
-from tinyaudio_cli.transcribe import TranscribeOptions, cut_repetition, transcribe, transcribe_files
+from tinyaudio_cli.model.decoding import REPEAT_CHECK_EVERY, cut_repetition
+from tinyaudio_cli.transcribe import TranscribeOptions, transcribe, transcribe_files
 
 FORMATS = ("txt", "srt", "vtt", "json", "tsv")
 

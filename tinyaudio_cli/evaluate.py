@@ -507,11 +507,11 @@ def _unusable(sample: EvalSample) -> str | None:
 
 def _transcribe_short(model: TinyAudioModel, audios: list[np.ndarray], options: EvalOptions) -> list[Hypothesis]:
     """Whole clips of up to 30 s, batched by length; results in input order."""
-    from .transcribe import guarded_text, token_budget
+    from .model.decoding import guarded_text, token_budget
 
     settings = _transcribe_options(options)
     # one budget per clip, as transcribe gives each region: a short clip stuck in a loop stops early
-    budgets = [token_budget(model, len(audio) / SAMPLE_RATE, settings) for audio in audios]
+    budgets = [token_budget(model, len(audio) / SAMPLE_RATE, settings.max_new_tokens) for audio in audios]
     results = model.transcribe(audios, options.mode, options.batch_size, budgets, pack=options.pack, stop_loops=True)
     return [Hypothesis(*guarded_text(model, result.token_ids), long_form=False) for result in results]
 

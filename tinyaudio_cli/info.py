@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .defaults import BASES_ENV, DEFAULT_MODEL, MODEL_ENV
+from .constants import BASES_ENV, DEFAULT_MODEL, MODEL_ENV
 
 PACKAGES = ("torch", "transformers", "huggingface_hub", "datasets", "silero-vad", "typer")
 

@@ -1639,8 +1639,9 @@ class Trainer:
 
     def evaluate(self) -> dict[str, Any]:
         """Dev loss over eval_loss_samples utterances and greedy WER over eval_wer_samples, split across ranks."""
+        from .model.decoding import guarded_text, token_budget
         from .scoring import Pair, score_corpus
-        from .transcribe import TranscribeOptions, guarded_text, token_budget
+        from .transcribe import TranscribeOptions
 
         c, model = self.config, self.model
         mine = self.dev_examples[self.dist.rank :: self.dist.world]
@@ -1657,7 +1658,7 @@ class Trainer:
                 options = TranscribeOptions()
                 for batch in _chunks(wer_part, c.eval_batch_size):
                     frames = project(model, model.projector, collate(batch, model.feature_extractor), cache=self.cache)
-                    budgets = [token_budget(model, e.num_samples / SAMPLE_RATE, options) for e in batch]
+                    budgets = [token_budget(model, e.num_samples / SAMPLE_RATE, options.max_new_tokens) for e in batch]
                     for example, ids in zip(batch, model.generate_from_frames(frames, "trimmed", budgets), strict=True):
                         text, _ = guarded_text(model, ids)
                         pairs.append((example.key, example.reference, text, example.num_samples))

@@ -11,7 +11,6 @@ pipeline behind the CLI.
 from __future__ import annotations
 
 import contextlib
-import math
 import queue
 import threading
 import time
@@ -25,14 +24,11 @@ import torch
 from .audio import SAMPLE_RATE, WINDOW_SAMPLES, stream_audio
 from .errors import TinyAudioError
 from .model.batching import auto_batch_size, with_backoff
-from .model.decoding import cut_repetition
+from .model.decoding import guarded, token_budget
 from .model.modeling import DEFAULT_MODE, AttentionMode, TinyAudioModel, next_offset
 from .records import Segment, Transcript
 from .vad import SpeechRegion, SpeechWindow, VadOptions, iter_fixed_windows, iter_speech_windows
 
-# Fast speech is about 8 LM tokens a second; a region asking for far more is an LM stuck in a loop.
-TOKENS_PER_SECOND_LIMIT = 15
-TOKEN_BUDGET_FLOOR = 16
 QUEUE_WINDOWS = 32  # encoder windows decoded ahead of the model (or a batch, if more): ~2 MB each
 
 
@@ -81,26 +77,6 @@ class _Pending:
     windows_left: int = 0
     duration: float | None = None
     model_seconds: float = 0.0
-
-
-def guarded_text(model: TinyAudioModel, token_ids: Sequence[int]) -> tuple[str, bool]:
-    """The text of generated ids after the repetition guard, and whether the guard cut anything."""
-    _, text, cut = guarded(model, token_ids)
-    return text, cut
-
-
-def guarded(model: TinyAudioModel, token_ids: Sequence[int]) -> tuple[list[int], str, bool]:
-    """(the ids a segment keeps, their text, whether the guard cut a loop): a cut segment keeps only the ids
-    before the loop, so that its tokens say what its text says; an uncut one keeps all, stop token included."""
-    kept, cut = cut_repetition([t for t in token_ids if t not in model.stop_ids])
-    return (kept if cut else list(token_ids)), model.decode_text(kept), cut
-
-
-def token_budget(model: TinyAudioModel, seconds: float, options: TranscribeOptions) -> int:
-    """Tokens a segment may take: the user's limit, else enough for fast speech, at most the model's limit."""
-    if options.max_new_tokens:
-        return options.max_new_tokens
-    return min(model.config.max_new_tokens, TOKEN_BUDGET_FLOOR + math.ceil(seconds * TOKENS_PER_SECOND_LIMIT))
 
 
 def speech_windows(path: Path, options: TranscribeOptions, on_samples: Callable[[int], None]) -> Iterator[SpeechWindow]:
@@ -166,7 +142,7 @@ def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: Transcri
     rows = options.batch_size or max(1, len(units))  # set by transcribe_files
     for start in range(0, len(units), rows):
         chunk = units[start : start + rows]
-        budgets = [token_budget(model, p.length / SAMPLE_RATE, options) for _, p, _ in chunk]
+        budgets = [token_budget(model, p.length / SAMPLE_RATE, options.max_new_tokens) for _, p, _ in chunk]
         ids = model.generate_from_frames([frames for _, _, frames in chunk], options.mode, budgets, options.stop_loops)
         for (file, placement, _), token_ids in zip(chunk, ids, strict=True):
             kept, text, cut = guarded(model, token_ids)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.filesize import decimal
 from rich.table import Table
 
-from ..defaults import BASES_ENV, DEFAULT_MODEL, MODEL_ENV
+from ..constants import BASES_ENV, DEFAULT_MODEL, MODEL_ENV
 from ..errors import TinyAudioError
 from .options import HUB_PANEL, QuietOption, TokenOption, console
 

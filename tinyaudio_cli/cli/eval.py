@@ -20,7 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .. import distributed
-from ..defaults import DEFAULT_MODEL, MODEL_ENV
+from ..constants import DEFAULT_MODEL, MODEL_ENV
 from ..errors import TinyAudioError
 from .options import (
     INPUT_PANEL,

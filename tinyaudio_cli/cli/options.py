@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from ..defaults import MODEL_ENV
+from ..constants import MODEL_ENV
 
 console = Console(stderr=True)  # progress, summaries and errors; a command's results go to stdout
 

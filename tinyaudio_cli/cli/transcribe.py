@@ -22,7 +22,7 @@ from rich.table import Table
 
 from .. import distributed
 from ..audio import find_media, header_seconds, media_seconds
-from ..defaults import DEFAULT_MODEL
+from ..constants import DEFAULT_MODEL
 from ..errors import TinyAudioError, UsageError
 from ..outputs import Checked, Ownership, check_plans
 from ..writers import FORMATS, SubtitleOptions, expand_formats, plan_outputs, write_outputs, write_to_stream
