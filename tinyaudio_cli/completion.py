@@ -87,7 +87,7 @@ def value_hints() -> dict[tuple[str, str], Values]:
     """
     from .evaldata import DATASETS
     from .model.loading import BUNDLED_MODELS, DTYPES
-    from .train import DTYPE_CHOICES, PRESETS, SCHEDULERS
+    from .training.config import DTYPE_CHOICES, PRESETS, SCHEDULERS
     from .writers import ALL_FORMATS, FORMATS
 
     folder, any_path = Values(paths="dir"), Values(paths="file")

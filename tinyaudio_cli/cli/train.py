@@ -11,13 +11,16 @@ import inspect
 import os
 from dataclasses import MISSING, Field, fields
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 from rich.table import Table
 
-from ..train import FIELD_TYPES, PRESETS, SOURCE_FIELDS, TrainConfig, TrainResult, parse_assignment, resolve_config
+from ..training.config import FIELD_TYPES, PRESETS, SOURCE_FIELDS, TrainConfig, parse_assignment, resolve_config
 from .options import QuietOption, console, quiet_transformers
+
+if TYPE_CHECKING:
+    from ..training.trainer import TrainResult  # imports torch: --help must not
 
 RUN_PANEL = "Run"
 
@@ -176,8 +179,8 @@ def train(**options: Any) -> None:
             typer.echo(config.to_yaml(), nl=False)
         raise typer.Exit(0)
     from ..model.loading import check_device
-    from ..smoke import materialise
-    from ..train import train as run_training
+    from ..training.smoke import materialise
+    from ..training.trainer import train as run_training
 
     check_device(config.device)  # after --dry-run, which may prepare a GPU run on a machine without one
     quiet_transformers()
