@@ -38,7 +38,7 @@ def gpus() -> list[dict[str, Any]]:
 
 
 def ffmpeg() -> dict[str, str | None]:
-    from .audio import find_ffmpeg
+    from .audio.media import find_ffmpeg
     from .errors import TinyAudioError
 
     try:

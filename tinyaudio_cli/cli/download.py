@@ -15,7 +15,7 @@ from ..errors import TinyAudioError
 from .options import HUB_PANEL, QuietOption, TokenOption, console
 
 if TYPE_CHECKING:
-    from ..hub import DownloadPlan
+    from ..hub.transfer import DownloadPlan
 
 FILES_PANEL, DATASET_PANEL = "Files", "Dataset"
 
@@ -102,7 +102,7 @@ def download(
     """
     from huggingface_hub.utils import disable_progress_bars
 
-    from ..hub import download_dataset, download_model
+    from ..hub.transfer import download_dataset, download_model
 
     if dataset and model:
         raise TinyAudioError("name a model or --dataset, not both")

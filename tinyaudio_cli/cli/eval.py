@@ -39,7 +39,7 @@ from .options import (
 from .style import clock
 
 if TYPE_CHECKING:
-    from ..evaluate import EvalProgress, EvalReport, EvalSource
+    from ..evaluation.runner import EvalProgress, EvalReport, EvalSource
 
 DEFAULT_DATASET = "loquacious"
 FAILED_SHOWN = 20  # the rest are in summary.json
@@ -195,7 +195,7 @@ def eval_command(
 
       tinyaudio eval --dataset org/my-set --audio-column speech --text-column sentence --split validation
     """
-    from ..evaluate import EvalOptions, run_evaluation
+    from ..evaluation.runner import EvalOptions, run_evaluation
 
     source = build_source(
         dataset, data_dir, config, split, (audio_column, text_column, id_column), manifest, folder,
@@ -238,8 +238,8 @@ def build_source(
     seed: int,
 ) -> EvalSource:
     """The one source the options name: --dataset (the default), --manifest or --folder."""
-    from ..evaldata import MANIFEST_SUFFIXES
-    from ..evaluate import EvalSource
+    from ..data.evaldata import MANIFEST_SUFFIXES
+    from ..evaluation.runner import EvalSource
 
     local = Path(dataset).expanduser() if dataset else None
     if manifest is None and local and local.suffix.lower() in MANIFEST_SUFFIXES and local.is_file():

@@ -80,8 +80,8 @@ def export(
     """
     from huggingface_hub.utils import disable_progress_bars
 
-    from ..hub import export_model
-    from ..hub import push_to_hub as push
+    from ..hub.transfer import export_model
+    from ..hub.transfer import push_to_hub as push
 
     quiet_transformers()
     if quiet:

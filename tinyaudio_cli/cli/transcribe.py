@@ -21,11 +21,11 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeRe
 from rich.table import Table
 
 from .. import distributed
-from ..audio import find_media, header_seconds, media_seconds
+from ..audio.media import find_media, header_seconds, media_seconds
 from ..constants import DEFAULT_MODEL
 from ..errors import TinyAudioError, UsageError
-from ..outputs import Checked, Ownership, check_plans
-from ..writers import FORMATS, SubtitleOptions, expand_formats, plan_outputs, write_outputs, write_to_stream
+from ..inference.outputs import Checked, Ownership, check_plans
+from ..inference.writers import FORMATS, SubtitleOptions, expand_formats, plan_outputs, write_outputs, write_to_stream
 from .options import (
     INPUT_PANEL,
     OUTPUT_PANEL,
@@ -352,9 +352,9 @@ def _transcribe_share(
     done, audio_seconds = 0, 0.0
     if not todo:
         return done, failed, streamed
+    from ..audio.vad import VadOptions
+    from ..inference.transcribe import TranscribeOptions, transcribe_files
     from ..model import load_model
-    from ..transcribe import TranscribeOptions, transcribe_files
-    from ..vad import VadOptions
 
     quiet_transformers()
 

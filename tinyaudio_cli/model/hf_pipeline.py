@@ -2,7 +2,7 @@
 `automatic-speech-recognition` pipeline, for `trust_remote_code=True`.
 
 `tinyaudio export` copies this module and every tinyaudio module it reaches into the exported folder
-(imports flattened, see `tinyaudio_cli.hub.remote_code`) and points config.json's `auto_map` and
+(imports flattened, see `tinyaudio_cli.hub.transfer.remote_code`) and points config.json's `auto_map` and
 `custom_pipelines` here, so
 
     transformers.pipeline("automatic-speech-recognition", model=FOLDER_OR_REPO, trust_remote_code=True)

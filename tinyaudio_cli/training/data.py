@@ -56,13 +56,13 @@ def truecase(text: str) -> str:
 
 def prepare_target(text: str, normalize: bool = True) -> str:
     """The transcript the LM learns to write; empty when nothing is left to learn (tags, fillers only)."""
-    from ..evaldata import IGNORED_REFERENCES
+    from ..data.evaldata import IGNORED_REFERENCES
 
     if text.strip() in IGNORED_REFERENCES:
         return ""
     if not normalize:
         return " ".join(text.split())
-    from ..normalize import normalize_text
+    from ..evaluation.normalize import normalize_text
 
     return truecase(normalize_text(text))
 
@@ -99,7 +99,7 @@ class MicroBatch:
 
 
 def source_kind(path: str) -> str:
-    from ..evaldata import CARD_NAME, DATA_FILE_SUFFIX, MANIFEST_SUFFIXES
+    from ..data.evaldata import CARD_NAME, DATA_FILE_SUFFIX, MANIFEST_SUFFIXES
 
     local = Path(path).expanduser()
     if local.is_file() and local.suffix.lower() in MANIFEST_SUFFIXES:
@@ -114,7 +114,7 @@ def _permutation(size: int, *seed: int) -> list[int]:
 
 
 def _read_file_audio(path: Path) -> np.ndarray:
-    from ..evaldata import decode_audio_bytes
+    from ..data.evaldata import decode_audio_bytes
 
     try:
         data = path.read_bytes()
@@ -172,14 +172,14 @@ class ListSource:
 
 
 def manifest_entries(path: Path) -> list[tuple[str, Path, str]]:
-    from ..evaldata import _read_manifest
+    from ..data.evaldata import _read_manifest
 
     return _read_manifest(path)
 
 
 def folder_entries(root: Path) -> list[tuple[str, Path, str]]:
     """Media files under `root` with the same-named .txt beside each (missing: empty, so skipped and counted)."""
-    from ..audio import find_media
+    from ..audio.media import find_media
 
     entries = []
     for media in find_media([root]):
@@ -204,7 +204,7 @@ class DatasetSource:
     def __init__(
         self, source: DataSource, split: str, seed: int, rank: int, world: int, shuffle: bool, loop: bool
     ) -> None:
-        from ..evaldata import _open_dataset, _undecoded_audio, resolve_dataset
+        from ..data.evaldata import _open_dataset, _undecoded_audio, resolve_dataset
 
         self.spec = resolve_dataset(
             source.path, audio_column=source.audio_column, text_column=source.text_column, id_column=source.id_column
@@ -286,7 +286,7 @@ class DatasetSource:
         return self._example(row)
 
     def _example(self, row: dict[str, Any]) -> RawExample:
-        from ..evaldata import decode_audio_value
+        from ..data.evaldata import decode_audio_value
 
         spec = self.spec
         for column in (spec.audio_column, spec.text_column):
@@ -343,7 +343,7 @@ def open_source(
 def default_split(source: DataSource, dev: bool) -> str:
     if not dev:
         return TRAIN_SPLIT
-    from ..evaldata import resolve_dataset
+    from ..data.evaldata import resolve_dataset
 
     splits = resolve_dataset(source.path).splits
     return next((split for split in DEV_SPLITS if split in splits), DEV_FALLBACK_SPLIT)

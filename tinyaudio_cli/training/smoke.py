@@ -197,7 +197,7 @@ def build_data(folder: Path) -> bool:
 
 
 def _spoken(espeak: str, text: str, folder: Path) -> Any:
-    from ..evaldata import decode_audio_bytes
+    from ..data.evaldata import decode_audio_bytes
 
     raw = folder / "espeak.wav"
     subprocess.run([espeak, "-v", "en-us", "-w", str(raw), text], check=True, capture_output=True)

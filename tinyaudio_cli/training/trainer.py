@@ -474,9 +474,9 @@ class Trainer:
 
     def evaluate(self) -> dict[str, Any]:
         """Dev loss over eval_loss_samples utterances and greedy WER over eval_wer_samples, split across ranks."""
+        from ..evaluation.scoring import Pair, score_corpus
+        from ..inference.transcribe import TranscribeOptions
         from ..model.decoding import guarded_text, token_budget
-        from ..scoring import Pair, score_corpus
-        from ..transcribe import TranscribeOptions
 
         c, model = self.config, self.model
         mine = self.dev_examples[self.dist.rank :: self.dist.world]

@@ -27,15 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .constants import BASES_ENV, DEFAULT_MODEL
-from .errors import TinyAudioError, UsageError
+from .. import __version__
+from ..constants import BASES_ENV, DEFAULT_MODEL
+from ..errors import TinyAudioError, UsageError
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
 
-    from .model.config import TinyAudioConfig
+    from ..model.config import TinyAudioConfig
 
 PACKAGE = "tinyaudio_cli"
 CONFIG_NAME = "config.json"
@@ -277,7 +277,7 @@ class _Fetcher:
         from huggingface_hub import snapshot_download
         from huggingface_hub.utils import filter_repo_objects
 
-        from .model.loading import HUB_PATTERNS
+        from ..model.loading import HUB_PATTERNS
 
         listing = self.tree(repo_id, "model", revision)
         wanted = list(filter_repo_objects([entry.path for entry in listing[1]], allow_patterns=HUB_PATTERNS[role]))
@@ -358,8 +358,8 @@ def download_model(
     """
     from huggingface_hub import HfApi
 
-    from .model.config import TinyAudioConfig
-    from .model.loading import BUNDLED_MODELS, parse_bases
+    from ..model.config import TinyAudioConfig
+    from ..model.loading import BUNDLED_MODELS, parse_bases
 
     fetcher = _Fetcher(HfApi(token=token), include, exclude, cache_dir, dry_run)
     plan = DownloadPlan([], dry_run)
@@ -425,7 +425,7 @@ def download_dataset(
     """
     from huggingface_hub import HfApi
 
-    from .evaldata import _check_choice, resolve_dataset
+    from ..data.evaldata import _check_choice, resolve_dataset
 
     spec = resolve_dataset(name)
     if not is_hub_id(spec.path):
@@ -455,7 +455,7 @@ def split_paths(paths: list[str], card: str | None, config: str | None, split: s
     """The data files of one config's split: by the card's `configs` data_files when it declares them, else by
     a folder named after the split or a file named `<split>-*` / `<split>_*` / `<split>.*` (inside a folder
     named after the config, when there is one)."""
-    from .evaldata import DATA_FILE_SUFFIX, card_split_patterns
+    from ..data.evaldata import DATA_FILE_SUFFIX, card_split_patterns
 
     patterns = card_split_patterns(card, config, split) if card else None
     if patterns is not None:
@@ -537,7 +537,7 @@ def _flatten_imports(module: str) -> tuple[str, list[tuple[str, set[str]]]]:
 
 def remote_config_entries() -> dict[str, Any]:
     """config.json keys that point transformers' Auto classes and pipeline() at the exported code."""
-    from .model import hf_pipeline
+    from ..model import hf_pipeline
 
     def ref(cls: type) -> str:
         return f"{remote_name(REMOTE_ENTRY)}.{cls.__name__}"
@@ -559,7 +559,7 @@ def remote_config_entries() -> dict[str, Any]:
 
 def read_eval_summary(path: str | Path) -> EvalSummary:
     """The headline of an `eval` run's summary.json (model, dataset, path, config, split, samples, wer, cer...)."""
-    from .evaldata import DATASETS
+    from ..data.evaldata import DATASETS
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -601,8 +601,8 @@ def export_model(
     pipeline runs with trust_remote_code. `repo_id` names the model in the card and its usage snippet.
     A folder that holds files is refused unless `overwrite`; then only the files an export writes are replaced.
     """
+    from ..model.loading import DTYPES, load_model, resolve_model_dir, weights_sha256
     from .export_guard import check_out_dir, check_summaries, move_in, staging_dir
-    from .model.loading import DTYPES, load_model, resolve_model_dir, weights_sha256
 
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r} ({', '.join(DTYPES)})")
