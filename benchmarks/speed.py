@@ -39,12 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import tinyaudio_cli.transcribe as transcribe_module  # noqa: E402
-from tinyaudio_cli.audio import SAMPLE_RATE, WINDOW_SAMPLES, load_audio  # noqa: E402
+from tinyaudio_cli.audio.media import SAMPLE_RATE, WINDOW_SAMPLES, load_audio  # noqa: E402
+from tinyaudio_cli.inference import transcribe as transcribe_module  # noqa: E402
+from tinyaudio_cli.inference.transcribe import TranscribeOptions, transcribe_files  # noqa: E402
 from tinyaudio_cli.model import TinyAudioConfig, create_model, load_model  # noqa: E402
 from tinyaudio_cli.model.batching import auto_batch_size  # noqa: E402
 from tinyaudio_cli.model.decoding import Timings  # noqa: E402
-from tinyaudio_cli.transcribe import TranscribeOptions, transcribe_files  # noqa: E402
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -241,7 +241,7 @@ def tinyaudio_clips(
 def window_budget(model, path: Path, reference_windows: int) -> dict[str, float]:
     """Encoder windows spent per minute of speech: tinyaudio's default (a window per speech region), with
     `--pack`, and the reference way's one window per 30 s of file."""
-    from tinyaudio_cli.transcribe import pack_regions, speech_windows
+    from tinyaudio_cli.inference.transcribe import pack_regions, speech_windows
 
     vad_windows = list(speech_windows(path, TranscribeOptions(), lambda _: None))
     packed = list(pack_regions(0, vad_windows, model.samples_per_token))

@@ -20,6 +20,31 @@ _tinyaudio_dirs() {
     while IFS= read -r word; do COMPREPLY+=("$word"); done < <(compgen -d -- "$1")
 }
 
+_tinyaudio_align() {
+    case $prev in
+        --device) _tinyaudio_words "auto cpu cuda" "$cur"; return ;;
+        --dtype|--format|-f|--max-words-per-line|--model|-m) :; return ;;
+        --output-dir|-o) _tinyaudio_files "$cur"; return ;;
+    esac
+    if [[ $cur != -* ]] && _tinyaudio_align_argument; then return; fi
+    _tinyaudio_words "--device --dtype --format --help --highlight-words --json --max-words-per-line --model --no-vad --output-dir --overwrite --quiet --srt --vtt -f -h -m -o -q" "$cur"
+}
+
+_tinyaudio_align_argument() {
+    # count the positional words between the subcommand and the cursor, skipping options and their values
+    local i count=0
+    for ((i = start + 1; i < cword; i++)); do
+        case ${COMP_WORDS[i]} in
+            --device|--dtype|--format|-f|--max-words-per-line|--model|-m|--output-dir|-o) [[ ${COMP_WORDS[i + 1]} == = ]] && ((i++)); ((i++)) ;;
+            -*) ;;
+            *) ((count++)) ;;
+        esac
+    done
+    if ((count == 0)); then _tinyaudio_files "$cur"; return 0; fi
+    if ((count == 1)); then _tinyaudio_files "$cur"; return 0; fi
+    return 1
+}
+
 _tinyaudio_download() {
     case $prev in
         --cache-dir|--local-dir) _tinyaudio_dirs "$cur"; return ;;
@@ -112,7 +137,7 @@ _tinyaudio_train_argument() { return 1; }
 
 _tinyaudio_transcribe() {
     case $prev in
-        --batch-size|--ext|--max-cue-duration|--max-line-count|--max-line-width|--max-new-tokens) :; return ;;
+        --batch-size|--ext|--max-cue-duration|--max-line-count|--max-line-width|--max-new-tokens|--max-words-per-line) :; return ;;
         --device) _tinyaudio_words "auto cpu cuda" "$cur"; return ;;
         --dtype) _tinyaudio_words "auto float32 bfloat16 float16" "$cur"; return ;;
         --format|-f) _tinyaudio_words "txt srt vtt json tsv all" "$cur"; return ;;
@@ -120,7 +145,7 @@ _tinyaudio_transcribe() {
         --output-dir|-o) _tinyaudio_dirs "$cur"; return ;;
     esac
     if [[ $cur != -* ]] && _tinyaudio_transcribe_argument; then return; fi
-    _tinyaudio_words "--batch-size --device --dtype --ext --format --help --json --max-cue-duration --max-line-count --max-line-width --max-new-tokens --model --no-vad --output-dir --overwrite --pack --quiet --reference-mode --srt --txt --vtt -f -h -m -o -q" "$cur"
+    _tinyaudio_words "--batch-size --device --dtype --ext --format --help --highlight-words --json --max-cue-duration --max-line-count --max-line-width --max-new-tokens --max-words-per-line --model --no-vad --output-dir --overwrite --pack --quiet --reference-mode --srt --txt --vtt --word-timestamps -f -h -m -o -q" "$cur"
 }
 
 _tinyaudio_transcribe_argument() {
@@ -128,7 +153,7 @@ _tinyaudio_transcribe_argument() {
     local i count=0
     for ((i = start + 1; i < cword; i++)); do
         case ${COMP_WORDS[i]} in
-            --batch-size|--device|--dtype|--ext|--format|-f|--max-cue-duration|--max-line-count|--max-line-width|--max-new-tokens|--model|-m|--output-dir|-o) [[ ${COMP_WORDS[i + 1]} == = ]] && ((i++)); ((i++)) ;;
+            --batch-size|--device|--dtype|--ext|--format|-f|--max-cue-duration|--max-line-count|--max-line-width|--max-new-tokens|--max-words-per-line|--model|-m|--output-dir|-o) [[ ${COMP_WORDS[i + 1]} == = ]] && ((i++)); ((i++)) ;;
             -*) ;;
             *) ((count++)) ;;
         esac
@@ -159,8 +184,9 @@ _tinyaudio() {
             if [[ $cur == -* ]]; then
                 _tinyaudio_words "--help --install-completion --show-completion --version -h" "$cur"
             else
-                _tinyaudio_words "download eval export info train transcribe" "$cur"
+                _tinyaudio_words "align download eval export info train transcribe" "$cur"
             fi ;;
+        align) _tinyaudio_align ;;
         download) _tinyaudio_download ;;
         eval) _tinyaudio_eval ;;
         export) _tinyaudio_export ;;

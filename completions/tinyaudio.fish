@@ -2,7 +2,7 @@
 # fish completion for tinyaudio: copy this file to ~/.config/fish/completions/tinyaudio.fish
 
 function __tinyaudio_needs_command --description 'no tinyaudio subcommand on the line yet'
-    not __fish_seen_subcommand_from download eval export info train transcribe
+    not __fish_seen_subcommand_from align download eval export info train transcribe
 end
 
 function __tinyaudio_at_argument --description 'at a positional argument of subcommand $argv[1]'
@@ -15,6 +15,7 @@ end
 # no file names unless an argument or option takes a path
 complete -c tinyaudio -f
 
+complete -c tinyaudio -n __tinyaudio_needs_command -a align -d 'Time every word of a transcript you already have (a script, lyrics, a data set\'s text).'
 complete -c tinyaudio -n __tinyaudio_needs_command -a download -d 'Fetch a model, or one split of an eval set, so that transcribe and eval work offline (HF_HUB_OFFLINE=1).'
 complete -c tinyaudio -n __tinyaudio_needs_command -a eval -d 'Word error rate and speed of one or more models on LoquaciousSet, the Open ASR sets or your own data.'
 complete -c tinyaudio -n __tinyaudio_needs_command -a export -d 'Turn a checkpoint into a self-contained folder for the Hugging Face Hub, and push it if asked.'
@@ -25,6 +26,23 @@ complete -c tinyaudio -n __tinyaudio_needs_command -l help -s h -d 'Show this me
 complete -c tinyaudio -n __tinyaudio_needs_command -l install-completion -d 'Install completion for the current shell.'
 complete -c tinyaudio -n __tinyaudio_needs_command -l show-completion -d 'Show completion for the current shell, to copy it or customize the installation.'
 complete -c tinyaudio -n __tinyaudio_needs_command -l version -d 'Show the version and exit.'
+
+# align
+complete -c tinyaudio -n '__fish_seen_subcommand_from align' -l device -x -a 'auto cpu cuda' -d 'auto, cpu, cuda, cuda:N or mps.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from align' -l dtype -x -d 'auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from align' -l format -s f -x -d 'json, srt, vtt or tsv; repeatable (default json).'
+complete -c tinyaudio -n '__fish_seen_subcommand_from align' -l help -s h -d 'Show this message and exit.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from align' -l highlight-words -d 'Underline each word in SRT/VTT cues while it is said.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from align' -l json -d 'Same as -f json.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from align' -l max-words-per-line -x -d 'Subtitle words per line.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from align' -l model -s m -x -d 'Checkpoint: Hub id or local folder.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from align' -l no-vad -d 'No voice detection: consecutive 30 s windows.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from align' -l output-dir -s o -r -F -d 'Write under this folder (default: next to each input).'
+complete -c tinyaudio -n '__fish_seen_subcommand_from align' -l overwrite -d 'Redo inputs whose outputs tinyaudio wrote.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from align' -l quiet -s q -d 'No progress or summary, errors only.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from align' -l srt -d 'Same as -f srt.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from align' -l vtt -d 'Same as -f vtt.'
+complete -c tinyaudio -n '__tinyaudio_at_argument align --device --dtype --format -f --max-words-per-line --model -m --output-dir -o' -F
 
 # download
 complete -c tinyaudio -n '__fish_seen_subcommand_from download' -l cache-dir -x -a '(__fish_complete_directories (commandline -ct))' -d 'Hub cache to fill (default: HF_HUB_CACHE, under HF_HOME).'
@@ -154,11 +172,13 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l dtype -x -a
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l ext -x -d 'Also pick files with this extension in folders; repeatable.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l format -s f -x -a 'txt srt vtt json tsv all' -d 'txt, srt, vtt, json, tsv or all; repeatable.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l help -s h -d 'Show this message and exit.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l highlight-words -d 'Underline each word in SRT/VTT cues while it is said (implies --word-timestamps).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l json -d 'Same as -f json.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l max-cue-duration -x -d 'Longest subtitle cue in seconds.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l max-line-count -x -d 'Subtitle lines per cue.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l max-line-width -x -d 'Subtitle characters per line.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l max-new-tokens -x -d 'Token limit per segment (default: a budget from the segment\'s length, at most the model\'s).'
+complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l max-words-per-line -x -d 'Subtitle words per line (with word timestamps).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l model -s m -x -a 'tiny-en' -a '(__fish_complete_directories (commandline -ct))' -d 'Checkpoint: Hub id or local folder.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l no-vad -d 'No voice detection: the whole of each file in consecutive 30 s windows, one segment each.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l output-dir -s o -x -a '(__fish_complete_directories (commandline -ct))' -d 'Write under this folder, mirroring the input tree; \'-\' writes one format to stdout.'
@@ -169,4 +189,5 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l reference-m
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l srt -d 'Same as -f srt.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l txt -d 'Same as -f txt.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l vtt -d 'Same as -f vtt.'
-complete -c tinyaudio -n '__tinyaudio_at_argument transcribe --batch-size --device --dtype --ext --format -f --max-cue-duration --max-line-count --max-line-width --max-new-tokens --model -m --output-dir -o' -F
+complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l word-timestamps -d 'Time every word with the Whisper base\'s decoder: JSON segments get \'words\', subtitle cues are cut at words and never span a long pause.'
+complete -c tinyaudio -n '__tinyaudio_at_argument transcribe --batch-size --device --dtype --ext --format -f --max-cue-duration --max-line-count --max-line-width --max-new-tokens --max-words-per-line --model -m --output-dir -o' -F

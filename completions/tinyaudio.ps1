@@ -17,6 +17,29 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
             Arguments = @(
             )
         }
+        'align' = @{
+            Help = 'Time every word of a transcript you already have (a script, lyrics, a data set''s text).'
+            Options = @(
+                @{ Names = @('--device'); Help = 'auto, cpu, cuda, cuda:N or mps.'; Value = $true; Choices = @('auto', 'cpu', 'cuda'); Paths = '' },
+                @{ Names = @('--dtype'); Help = 'auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.'; Value = $true; Choices = @(); Paths = '' },
+                @{ Names = @('--format', '-f'); Help = 'json, srt, vtt or tsv; repeatable (default json).'; Value = $true; Choices = @(); Paths = '' },
+                @{ Names = @('--help', '-h'); Help = 'Show this message and exit.'; Value = $false; Choices = @(); Paths = '' },
+                @{ Names = @('--highlight-words'); Help = 'Underline each word in SRT/VTT cues while it is said.'; Value = $false; Choices = @(); Paths = '' },
+                @{ Names = @('--json'); Help = 'Same as -f json.'; Value = $false; Choices = @(); Paths = '' },
+                @{ Names = @('--max-words-per-line'); Help = 'Subtitle words per line.'; Value = $true; Choices = @(); Paths = '' },
+                @{ Names = @('--model', '-m'); Help = 'Checkpoint: Hub id or local folder.'; Value = $true; Choices = @(); Paths = '' },
+                @{ Names = @('--no-vad'); Help = 'No voice detection: consecutive 30 s windows.'; Value = $false; Choices = @(); Paths = '' },
+                @{ Names = @('--output-dir', '-o'); Help = 'Write under this folder (default: next to each input).'; Value = $true; Choices = @(); Paths = 'file' },
+                @{ Names = @('--overwrite'); Help = 'Redo inputs whose outputs tinyaudio wrote.'; Value = $false; Choices = @(); Paths = '' },
+                @{ Names = @('--quiet', '-q'); Help = 'No progress or summary, errors only.'; Value = $false; Choices = @(); Paths = '' },
+                @{ Names = @('--srt'); Help = 'Same as -f srt.'; Value = $false; Choices = @(); Paths = '' },
+                @{ Names = @('--vtt'); Help = 'Same as -f vtt.'; Value = $false; Choices = @(); Paths = '' }
+            )
+            Arguments = @(
+                @{ Variadic = $false; Choices = @(); Paths = 'file' },
+                @{ Variadic = $false; Choices = @(); Paths = 'file' }
+            )
+        }
         'download' = @{
             Help = 'Fetch a model, or one split of an eval set, so that transcribe and eval work offline (HF_HUB_OFFLINE=1).'
             Options = @(
@@ -167,11 +190,13 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--ext'); Help = 'Also pick files with this extension in folders; repeatable.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--format', '-f'); Help = 'txt, srt, vtt, json, tsv or all; repeatable.'; Value = $true; Choices = @('txt', 'srt', 'vtt', 'json', 'tsv', 'all'); Paths = '' },
                 @{ Names = @('--help', '-h'); Help = 'Show this message and exit.'; Value = $false; Choices = @(); Paths = '' },
+                @{ Names = @('--highlight-words'); Help = 'Underline each word in SRT/VTT cues while it is said (implies --word-timestamps).'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--json'); Help = 'Same as -f json.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--max-cue-duration'); Help = 'Longest subtitle cue in seconds.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--max-line-count'); Help = 'Subtitle lines per cue.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--max-line-width'); Help = 'Subtitle characters per line.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--max-new-tokens'); Help = 'Token limit per segment (default: a budget from the segment''s length, at most the model''s).'; Value = $true; Choices = @(); Paths = '' },
+                @{ Names = @('--max-words-per-line'); Help = 'Subtitle words per line (with word timestamps).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--model', '-m'); Help = 'Checkpoint: Hub id or local folder.'; Value = $true; Choices = @('tiny-en'); Paths = 'dir' },
                 @{ Names = @('--no-vad'); Help = 'No voice detection: the whole of each file in consecutive 30 s windows, one segment each.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--output-dir', '-o'); Help = 'Write under this folder, mirroring the input tree; ''-'' writes one format to stdout.'; Value = $true; Choices = @(); Paths = 'dir' },
@@ -181,7 +206,8 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--reference-mode'); Help = 'Attend to the whole 30 s window, padding included, as the reference implementation does.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--srt'); Help = 'Same as -f srt.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--txt'); Help = 'Same as -f txt.'; Value = $false; Choices = @(); Paths = '' },
-                @{ Names = @('--vtt'); Help = 'Same as -f vtt.'; Value = $false; Choices = @(); Paths = '' }
+                @{ Names = @('--vtt'); Help = 'Same as -f vtt.'; Value = $false; Choices = @(); Paths = '' },
+                @{ Names = @('--word-timestamps'); Help = 'Time every word with the Whisper base''s decoder: JSON segments get ''words'', subtitle cues are cut at words and never span a long pause.'; Value = $false; Choices = @(); Paths = '' }
             )
             Arguments = @(
                 @{ Variadic = $true; Choices = @(); Paths = 'file' }

@@ -17,8 +17,8 @@ import srt
 from conftest import need
 from tinystack import build_checkpoint
 
-from tinyaudio_cli.align import read_text, spread_words
-from tinyaudio_cli.cli import whisper_style
+from tinyaudio_cli.cli.app import whisper_style
+from tinyaudio_cli.inference.align import read_text, spread_words
 
 REALSTACK = Path(os.environ.get("TINYAUDIO_REALSTACK_DIR", Path.home() / ".cache" / "tinyaudio" / "realstack"))
 BASES = (

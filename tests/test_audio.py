@@ -14,8 +14,8 @@ import pytest
 import soundfile as sf
 from conftest import probe_duration, run_ffmpeg
 
-from tinyaudio_cli import audio
-from tinyaudio_cli.audio import (
+from tinyaudio_cli.audio import media as audio
+from tinyaudio_cli.audio.media import (
     MEDIA_EXTENSIONS,
     SAMPLE_RATE,
     AudioDecodeError,
@@ -87,7 +87,7 @@ def test_stereo_is_mixed_down_from_both_channels(media_dir):
 def test_mono_mix_is_the_mean_of_the_channels(media_dir, source_wav):
     """As `datasets` and librosa mix channels (what models are trained on), on both decoding routes:
     ffmpeg for files, soundfile for 16 kHz bytes in a dataset."""
-    from tinyaudio_cli.evaldata import decode_audio_bytes
+    from tinyaudio_cli.data.evaldata import decode_audio_bytes
 
     speech = load_audio(source_wav)
     path = media_dir / "stereo16k.wav"

@@ -14,8 +14,8 @@ import pytest
 import typer
 
 from tinyaudio_cli.completion import DEVICES, SCRIPTS, Values, _click_values, describe_app
-from tinyaudio_cli.evaldata import DATASETS
-from tinyaudio_cli.writers import ALL_FORMATS, FORMATS
+from tinyaudio_cli.data.evaldata import DATASETS
+from tinyaudio_cli.inference.writers import ALL_FORMATS, FORMATS
 
 COMPLETIONS = Path(__file__).resolve().parents[1] / "completions"
 COMMANDS = ["download", "eval", "export", "info", "train", "transcribe"]

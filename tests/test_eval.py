@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 from tinyaudio_cli.cli import app
 from tinyaudio_cli.errors import TinyAudioError
-from tinyaudio_cli.evaluate import EvalOptions, EvalSource, _prefetched, run_evaluation
+from tinyaudio_cli.evaluation.runner import EvalOptions, EvalSource, _prefetched, run_evaluation
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"

@@ -16,8 +16,7 @@ import pytest
 import soundfile as sf
 from conftest import LOQUACIOUS_CARD, SENTENCES, espeak, run_ffmpeg
 
-from tinyaudio_cli.errors import TinyAudioError
-from tinyaudio_cli.evaldata import (
+from tinyaudio_cli.data.evaldata import (
     DATASETS,
     EvalSample,
     decode_audio_bytes,
@@ -28,6 +27,7 @@ from tinyaudio_cli.evaldata import (
     manifest_entries,
     resolve_dataset,
 )
+from tinyaudio_cli.errors import TinyAudioError
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"

@@ -340,3 +340,47 @@ def test_smoke_preset_trains_offline_and_its_model_transcribes(clip: Path, tmp_p
     transcribed = tinyaudio("transcribe", clip, "-m", run / "final", "-o", out, "--max-new-tokens", "8", "-q")
     assert transcribed.returncode == 0, transcribed.stderr
     assert (out / "clip.txt").is_file()
+
+
+def sigint_pending(pid: int) -> bool:
+    """Whether a SIGINT sent to `pid` still waits to be delivered (Linux: /proc/PID/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    masks = [int(line.split()[1], 16) for line in status.splitlines() if line.startswith(("SigPnd:", "ShdPnd:"))]
+    return any(mask & (1 << (signal.SIGINT - 1)) for mask in masks)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads signal state from /proc (Linux)")
+def test_ctrl_c_in_transcribe_is_one_line_and_exit_130(checkpoint: Path, tmp_path: Path) -> None:
+    """Ctrl-C in any command goes through the app's one handler: one line, `interrupted` (as `train` says it),
+    and exit 130, no traceback; Typer alone exits 130 silently, a progress bar left as the last line. The input
+    is a FIFO, so the command is certainly at work, blocked reading it, when the signal comes: a FIFO opens for
+    writing without blocking only once it has a reader, which tells the test when that is. Once the signal is
+    delivered, closing the FIFO lets the read return, and Python raises KeyboardInterrupt where the command is."""
+    fifo = tmp_path / "stream.wav"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tinyaudio_cli", "transcribe", str(fifo), "-m", str(checkpoint), "-o", str(out)],
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    writer = None
+    try:
+        while writer is None and process.poll() is None:
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # ENXIO: no reader yet
+                time.sleep(0.05)
+        assert process.poll() is None, process.communicate()[1]
+        process.send_signal(signal.SIGINT)
+        while process.poll() is None and sigint_pending(process.pid):
+            time.sleep(0.01)
+        os.close(writer)
+        writer = None
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if writer is not None:
+            os.close(writer)
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert [line for line in stderr.splitlines() if line.strip()][-1] == "interrupted", stderr
+    assert "Traceback" not in stderr and not out.exists()

@@ -37,9 +37,9 @@ from tinystack import build_checkpoint
 from typer.testing import CliRunner
 
 from tinyaudio_cli.cli import app
+from tinyaudio_cli.data.evaldata import DATASETS, cached_snapshot, decoded, hub_entries
 from tinyaudio_cli.errors import TinyAudioError
-from tinyaudio_cli.evaldata import DATASETS, cached_snapshot, decoded, hub_entries
-from tinyaudio_cli.hub import hub_errors, read_eval_summary, remote_code
+from tinyaudio_cli.hub.transfer import hub_errors, read_eval_summary, remote_code
 from tinyaudio_cli.model import load_model
 from tinyaudio_cli.model.config import TinyAudioConfig
 from tinyaudio_cli.model.loading import BUNDLED_MODELS, HUB_PATTERNS, weights_sha256
@@ -175,7 +175,7 @@ def hub(stack: dict[str, Path]) -> Iterator[HubStandIn]:
 @pytest.fixture(scope="module")
 def exported(stack: dict[str, Path]) -> Path:
     """The local checkpoint exported in bfloat16 with an eval summary, in this (offline) process."""
-    from tinyaudio_cli.hub import export_model
+    from tinyaudio_cli.hub.transfer import export_model
 
     result = export_model(str(stack["checkpoint"]), stack["root"] / "exported-model", "bfloat16", [stack["summary"]])
     assert len(result.warnings) == 2 and all("local path" in warning for warning in result.warnings)
@@ -423,7 +423,7 @@ def test_exported_code_is_self_contained():
     namespace: dict = {}
     [name] = [name for name, text in files.items() if "def cut_repetition(" in text]
     exec(compile(files[name], name, "exec"), namespace)
-    from tinyaudio_cli.transcribe import cut_repetition
+    from tinyaudio_cli.model.decoding import cut_repetition
 
     loop = [1, 2, *[5, 6, 7, 8] * 10]
     assert namespace["cut_repetition"](loop) == cut_repetition(loop) == ([1, 2, 5, 6, 7, 8], True)

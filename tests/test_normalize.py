@@ -10,7 +10,7 @@ import pytest
 from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
 from tinyaudio_cli.errors import TinyAudioError
-from tinyaudio_cli.normalize import get_normalizer, load_spelling_map, normalize_text
+from tinyaudio_cli.evaluation.normalize import get_normalizer, load_spelling_map, normalize_text
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 

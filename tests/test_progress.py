@@ -13,11 +13,11 @@ import pytest
 from conftest import probe_duration
 from tinystack import build_checkpoint
 
-from tinyaudio_cli.audio import header_seconds, media_seconds
-from tinyaudio_cli.cli_style import clock
-from tinyaudio_cli.evaluate import EvalOptions, EvalSource, run_evaluation
+from tinyaudio_cli.audio.media import header_seconds, media_seconds
+from tinyaudio_cli.cli.style import clock
+from tinyaudio_cli.evaluation.runner import EvalOptions, EvalSource, run_evaluation
+from tinyaudio_cli.inference.transcribe import TranscribeOptions, transcribe_files
 from tinyaudio_cli.model import load_model
-from tinyaudio_cli.transcribe import TranscribeOptions, transcribe_files
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ import soundfile as sf
 import srt
 from conftest import need, run_ffmpeg
 
+from tinyaudio_cli.evaluation.normalize import normalize_text
 from tinyaudio_cli.model.loading import BUNDLED_MODELS
-from tinyaudio_cli.normalize import normalize_text
 
 REALSTACK = Path(os.environ.get("TINYAUDIO_REALSTACK_DIR", Path.home() / ".cache" / "tinyaudio" / "realstack"))
 BASES = (

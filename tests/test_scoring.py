@@ -11,8 +11,8 @@ import jiwer
 import pytest
 
 from tinyaudio_cli.errors import TinyAudioError
-from tinyaudio_cli.normalize import normalize_text
-from tinyaudio_cli.scoring import Pair, duration_bucket, rtfx, score_corpus
+from tinyaudio_cli.evaluation.normalize import normalize_text
+from tinyaudio_cli.evaluation.scoring import Pair, duration_bucket, rtfx, score_corpus
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 

@@ -22,28 +22,18 @@ from tinystack import build_bases
 from transformers.modeling_layers import GradientCheckpointingLayer
 from typer.testing import CliRunner
 
-from tinyaudio_cli import train as train_module
 from tinyaudio_cli.cli import app
 from tinyaudio_cli.errors import TinyAudioError
 from tinyaudio_cli.model import TinyAudioConfig, create_model, load_model
-from tinyaudio_cli.smoke import SMOKE_AUDIO
-from tinyaudio_cli.train import (
-    STATE_NAME,
-    DataSource,
-    EncoderCache,
-    ExampleStream,
-    Preparer,
-    TrainConfig,
-    Trainer,
-    collate,
-    open_source,
-    prepare_target,
-    project,
-    read_metrics,
-    resolve_config,
-    target_loss,
-    train,
-)
+from tinyaudio_cli.training import data as data_module
+from tinyaudio_cli.training import trainer as train_module
+from tinyaudio_cli.training.checkpoints import read_metrics
+from tinyaudio_cli.training.config import DataSource, TrainConfig, resolve_config
+from tinyaudio_cli.training.data import EncoderCache, ExampleStream, Preparer, collate, open_source, prepare_target
+from tinyaudio_cli.training.loss import project, target_loss
+from tinyaudio_cli.training.resume import STATE_NAME
+from tinyaudio_cli.training.smoke import SMOKE_AUDIO
+from tinyaudio_cli.training.trainer import Trainer, train
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -260,8 +250,8 @@ def test_sources_mix_by_weight(model, speech, tmp_path):
 def test_streamed_dataset_position_restores_exactly(tmp_path, monkeypatch):
     """A Parquet set read through `datasets` streaming: blocks shuffled in memory, several shards open; a saved
     position (mid-block, then across an epoch) continues with exactly the same rows; ranks read disjoint rows."""
-    monkeypatch.setattr(train_module, "SHUFFLE_BLOCK", 4)
-    monkeypatch.setattr(train_module, "PARALLEL_SHARDS", 2)
+    monkeypatch.setattr(data_module, "SHUFFLE_BLOCK", 4)
+    monkeypatch.setattr(data_module, "PARALLEL_SHARDS", 2)
     folder = tmp_path / "parquet"
     folder.mkdir()
     for shard in range(4):

@@ -21,11 +21,11 @@ from conftest import probe_duration, run_ffmpeg
 from tinystack import build_checkpoint
 from typer.testing import CliRunner
 
-from tinyaudio_cli.audio import load_audio
+from tinyaudio_cli.audio.media import load_audio
 from tinyaudio_cli.cli import app
+from tinyaudio_cli.inference.transcribe import TranscribeOptions, transcribe, transcribe_files
 from tinyaudio_cli.model import load_model
-from tinyaudio_cli.model.decoding import REPEAT_CHECK_EVERY
-from tinyaudio_cli.transcribe import TranscribeOptions, cut_repetition, transcribe, transcribe_files
+from tinyaudio_cli.model.decoding import REPEAT_CHECK_EVERY, cut_repetition
 
 FORMATS = ("txt", "srt", "vtt", "json", "tsv")
 
@@ -218,9 +218,9 @@ def test_console_script_version():
 
 
 def test_regions_are_packed_into_full_windows_without_pauses(model, long_speech, paused_speech):
-    from tinyaudio_cli.audio import stream_audio
-    from tinyaudio_cli.transcribe import pack_regions
-    from tinyaudio_cli.vad import iter_speech_windows
+    from tinyaudio_cli.audio.media import stream_audio
+    from tinyaudio_cli.audio.vad import iter_speech_windows
+    from tinyaudio_cli.inference.transcribe import pack_regions
 
     for speech in (long_speech, paused_speech):
         vad_windows = list(iter_speech_windows(stream_audio(speech.path)))

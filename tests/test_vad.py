@@ -13,9 +13,8 @@ import silero_vad
 import torch
 from conftest import PAUSED_LAYOUT, SR, Speech
 
-from tinyaudio_cli.audio import SAMPLE_RATE, WINDOW_SECONDS, stream_audio
-from tinyaudio_cli.errors import TinyAudioError
-from tinyaudio_cli.vad import (
+from tinyaudio_cli.audio.media import SAMPLE_RATE, WINDOW_SECONDS, stream_audio
+from tinyaudio_cli.audio.vad import (
     FRAME_SAMPLES,
     SpeechRegion,
     SpeechWindow,
@@ -26,6 +25,7 @@ from tinyaudio_cli.vad import (
     iter_fixed_windows,
     iter_speech_windows,
 )
+from tinyaudio_cli.errors import TinyAudioError
 
 FRAME = FRAME_SAMPLES / SR
 

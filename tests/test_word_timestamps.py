@@ -18,8 +18,8 @@ import srt
 import webvtt
 from conftest import need
 
-from tinyaudio_cli.records import Segment, Transcript, Word
-from tinyaudio_cli.writers import SubtitleOptions, subtitle_cues, write_to_stream
+from tinyaudio_cli.inference.records import Segment, Transcript, Word
+from tinyaudio_cli.inference.writers import SubtitleOptions, subtitle_cues, write_to_stream
 
 REALSTACK = Path(os.environ.get("TINYAUDIO_REALSTACK_DIR", Path.home() / ".cache" / "tinyaudio" / "realstack"))
 BASES = {

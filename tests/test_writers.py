@@ -18,10 +18,10 @@ import pytest
 import srt
 import webvtt
 
-from tinyaudio_cli import writers
 from tinyaudio_cli.errors import TinyAudioError
-from tinyaudio_cli.records import Segment, Transcript
-from tinyaudio_cli.writers import (
+from tinyaudio_cli.inference import writers
+from tinyaudio_cli.inference.records import Segment, Transcript
+from tinyaudio_cli.inference.writers import (
     FORMATS,
     WRITERS,
     Cue,

@@ -17,8 +17,8 @@ _EXPORTS = {
     "TinyAudioConfig": "tinyaudio_cli.model",
     "Transcription": "tinyaudio_cli.model",
     "MOSAProjector": "tinyaudio_cli.model",
-    "Segment": "tinyaudio_cli.records",
-    "Transcript": "tinyaudio_cli.records",
+    "Segment": "tinyaudio_cli.inference.records",
+    "Transcript": "tinyaudio_cli.inference.records",
     "TinyAudioError": "tinyaudio_cli.errors",
 }
 

@@ -85,10 +85,10 @@ def value_hints() -> dict[tuple[str, str], Values]:
     "*" as the command matches every command. Each entry must match a parameter: `describe_app` fails
     otherwise, so a renamed option cannot silently lose its completion.
     """
-    from .evaldata import DATASETS
+    from .data.evaldata import DATASETS
+    from .inference.writers import ALL_FORMATS, FORMATS
     from .model.loading import BUNDLED_MODELS, DTYPES
-    from .train import DTYPE_CHOICES, PRESETS, SCHEDULERS
-    from .writers import ALL_FORMATS, FORMATS
+    from .training.config import DTYPE_CHOICES, PRESETS, SCHEDULERS
 
     folder, any_path = Values(paths="dir"), Values(paths="file")
     datasets = tuple(DATASETS)

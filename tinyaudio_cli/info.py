@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .defaults import BASES_ENV, DEFAULT_MODEL, MODEL_ENV
+from .constants import BASES_ENV, DEFAULT_MODEL, MODEL_ENV
 
 PACKAGES = ("torch", "transformers", "huggingface_hub", "datasets", "silero-vad", "typer")
 
@@ -38,7 +38,7 @@ def gpus() -> list[dict[str, Any]]:
 
 
 def ffmpeg() -> dict[str, str | None]:
-    from .audio import find_ffmpeg
+    from .audio.media import find_ffmpeg
     from .errors import TinyAudioError
 
     try:

@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import time
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from .modeling import TinyAudioModel
+
+# Fast speech is about 8 LM tokens a second; a region asking for far more is an LM stuck in a loop.
+TOKENS_PER_SECOND_LIMIT = 15
+TOKEN_BUDGET_FLOOR = 16
 
 
 class Timings(dict[str, float]):
@@ -62,6 +71,26 @@ def cut_repetition(token_ids: Sequence[int]) -> tuple[list[int], bool]:
             if count >= REPEAT_MIN_COUNT and count * period >= REPEAT_MIN_TOKENS:
                 return ids[: start + period], True
     return ids, False
+
+
+def guarded_text(model: TinyAudioModel, token_ids: Sequence[int]) -> tuple[str, bool]:
+    """The text of generated ids after the repetition guard, and whether the guard cut anything."""
+    _, text, cut = guarded(model, token_ids)
+    return text, cut
+
+
+def guarded(model: TinyAudioModel, token_ids: Sequence[int]) -> tuple[list[int], str, bool]:
+    """(the ids a segment keeps, their text, whether the guard cut a loop): a cut segment keeps only the ids
+    before the loop, so that its tokens say what its text says; an uncut one keeps all, stop token included."""
+    kept, cut = cut_repetition([t for t in token_ids if t not in model.stop_ids])
+    return (kept if cut else list(token_ids)), model.decode_text(kept), cut
+
+
+def token_budget(model: TinyAudioModel, seconds: float, max_new_tokens: int | None) -> int:
+    """Tokens a segment may take: the user's limit, else enough for fast speech, at most the model's limit."""
+    if max_new_tokens:
+        return max_new_tokens
+    return min(model.config.max_new_tokens, TOKEN_BUDGET_FLOOR + math.ceil(seconds * TOKENS_PER_SECOND_LIMIT))
 
 
 @torch.inference_mode()

@@ -2,7 +2,7 @@
 `automatic-speech-recognition` pipeline, for `trust_remote_code=True`.
 
 `tinyaudio export` copies this module and every tinyaudio module it reaches into the exported folder
-(imports flattened, see `tinyaudio_cli.hub.remote_code`) and points config.json's `auto_map` and
+(imports flattened, see `tinyaudio_cli.hub.transfer.remote_code`) and points config.json's `auto_map` and
 `custom_pipelines` here, so
 
     transformers.pipeline("automatic-speech-recognition", model=FOLDER_OR_REPO, trust_remote_code=True)
@@ -15,17 +15,15 @@ the same token budget and repetition guard); audio longer than 30 s is read as c
 from __future__ import annotations
 
 import subprocess
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 from transformers import Pipeline, PretrainedConfig, PreTrainedModel
 
-from ..audio import SAMPLE_RATE, WINDOW_SAMPLES
-from ..transcribe import token_budget
+from ..constants import SAMPLE_RATE, WINDOW_SAMPLES
 from .config import MODEL_TYPE
-from .decoding import cut_repetition
+from .decoding import guarded_text, token_budget
 from .loading import load_model
 from .modeling import ATTENTION_MODES, DEFAULT_MODE
 
@@ -78,11 +76,9 @@ class TinyAudioForSpeechSeq2Seq(PreTrainedModel):
         core = self.core
         projected = core.encode(core.features([samples]))[0]
         first, last = core.frame_span(0, len(samples)) if mode == "trimmed" else (0, len(projected))
-        # token_budget reads only options.max_new_tokens (None: a budget from the window's length)
-        budget = token_budget(core, len(samples) / SAMPLE_RATE, SimpleNamespace(max_new_tokens=max_new_tokens))
+        budget = token_budget(core, len(samples) / SAMPLE_RATE, max_new_tokens)  # None: from the window's length
         token_ids = core.generate_from_frames([projected[first:last]], mode, [budget])[0]
-        kept, _ = cut_repetition([token for token in token_ids if token not in core.stop_ids])
-        return core.decode_text(kept)
+        return guarded_text(core, token_ids)[0]
 
 
 class TinyAudioASRPipeline(Pipeline):

@@ -26,7 +26,7 @@ from transformers import (
 )
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from ..defaults import BASES_ENV, DEFAULT_MODEL
+from ..constants import BASES_ENV, DEFAULT_MODEL
 from ..errors import TinyAudioError, UsageError
 from .config import AUDIO_TOKEN, TinyAudioConfig
 from .modeling import TinyAudioModel

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import save
 from torch import nn
 
-from ..audio import SAMPLE_RATE, WINDOW_SAMPLES
+from ..constants import SAMPLE_RATE, WINDOW_SAMPLES
 from ..errors import TinyAudioError
 from .batching import encoder_window_bytes, lm_window_bytes, projector_window_bytes
 from .config import AUDIO_TOKEN, TinyAudioConfig

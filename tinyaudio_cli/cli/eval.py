@@ -19,8 +19,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from . import distributed
-from .cli import (
+from .. import distributed
+from ..constants import DEFAULT_MODEL, MODEL_ENV
+from ..errors import TinyAudioError
+from .options import (
     INPUT_PANEL,
     MODEL_PANEL,
     OUTPUT_PANEL,
@@ -31,24 +33,19 @@ from .cli import (
     MaxNewTokensOption,
     QuietOption,
     ReferenceModeOption,
-    app,
     console,
-    fail,
+    quiet_transformers,
 )
-from .cli_style import clock
-from .cli_transcribe import quiet_transformers
-from .defaults import DEFAULT_MODEL, MODEL_ENV
-from .errors import TinyAudioError
+from .style import clock
 
 if TYPE_CHECKING:
-    from .evaluate import EvalProgress, EvalReport, EvalSource
+    from ..evaluation.runner import EvalProgress, EvalReport, EvalSource
 
 DEFAULT_DATASET = "loquacious"
 FAILED_SHOWN = 20  # the rest are in summary.json
 results_console = Console()  # the results are the command's output: stdout, so they can be piped
 
 
-@app.command("eval")
 def eval_command(
     dataset: Annotated[
         str | None,
@@ -198,35 +195,32 @@ def eval_command(
 
       tinyaudio eval --dataset org/my-set --audio-column speech --text-column sentence --split validation
     """
-    from .evaluate import EvalOptions, run_evaluation
+    from ..evaluation.runner import EvalOptions, run_evaluation
 
+    source = build_source(
+        dataset, data_dir, config, split, (audio_column, text_column, id_column), manifest, folder,
+        max_samples, shuffle, seed,
+    )  # fmt: skip
+    options = EvalOptions(
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        mode="reference" if reference_mode else "trimmed",
+        max_new_tokens=max_new_tokens,
+        normalize=not no_normalize,
+        warmup_batches=warmup_batches,
+        pack=pack,
+        vad=vad,
+    )
+    quiet_transformers()
+    main = distributed.is_main()  # under torchrun, rank 0 shows progress and the merged results
+    quiet = quiet or not main
+    progress = _progress(quiet)
     try:
-        source = build_source(
-            dataset, data_dir, config, split, (audio_column, text_column, id_column), manifest, folder,
-            max_samples, shuffle, seed,
-        )  # fmt: skip
-        options = EvalOptions(
-            batch_size=batch_size,
-            device=device,
-            dtype=dtype,
-            mode="reference" if reference_mode else "trimmed",
-            max_new_tokens=max_new_tokens,
-            normalize=not no_normalize,
-            warmup_batches=warmup_batches,
-            pack=pack,
-            vad=vad,
-        )
-        quiet_transformers()
-        main = distributed.is_main()  # under torchrun, rank 0 shows progress and the merged results
-        quiet = quiet or not main
-        progress = _progress(quiet)
-        try:
-            report = run_evaluation(models or [DEFAULT_MODEL], source, options, output_dir, _on_progress(progress))
-        finally:
-            if progress.live.is_started:  # stopping a display never started would print a blank line
-                progress.stop()
-    except TinyAudioError as error:
-        raise fail(error) from None
+        report = run_evaluation(models or [DEFAULT_MODEL], source, options, output_dir, _on_progress(progress))
+    finally:
+        if progress.live.is_started:  # stopping a display never started would print a blank line
+            progress.stop()
     if not quiet:
         show_report(report, results_console)
 
@@ -244,8 +238,8 @@ def build_source(
     seed: int,
 ) -> EvalSource:
     """The one source the options name: --dataset (the default), --manifest or --folder."""
-    from .evaldata import MANIFEST_SUFFIXES
-    from .evaluate import EvalSource
+    from ..data.evaldata import MANIFEST_SUFFIXES
+    from ..evaluation.runner import EvalSource
 
     local = Path(dataset).expanduser() if dataset else None
     if manifest is None and local and local.suffix.lower() in MANIFEST_SUFFIXES and local.is_file():

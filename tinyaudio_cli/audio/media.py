@@ -20,11 +20,10 @@ import ffmpeg
 import numpy as np
 import soundfile
 
+from tinyaudio_cli.constants import SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS
 from tinyaudio_cli.errors import TinyAudioError
 
-SAMPLE_RATE = 16_000
-WINDOW_SECONDS = 30
-WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_SECONDS
+__all__ = ["SAMPLE_RATE", "WINDOW_SAMPLES", "WINDOW_SECONDS"]  # re-exported: many modules read them from here
 
 # A length guess for audio whose header libsndfile cannot read (AAC, video): 128 kbit/s.
 COMPRESSED_BYTES_PER_SECOND = 16_000

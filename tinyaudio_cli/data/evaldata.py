@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import soundfile
 
-from tinyaudio_cli.audio import SAMPLE_RATE, header_seconds
+from tinyaudio_cli.audio.media import SAMPLE_RATE, header_seconds
 from tinyaudio_cli.errors import TinyAudioError
 
 if TYPE_CHECKING:
@@ -266,7 +266,7 @@ def folder_entries(
     A media file without its `.txt` is yielded with an error rather than skipped, so a half-copied
     folder shows up in the report instead of quietly shrinking the test set.
     """
-    from tinyaudio_cli.audio import find_media
+    from tinyaudio_cli.audio.media import find_media
 
     root = Path(path)
     if not root.is_dir():
@@ -560,7 +560,7 @@ def _entry_from_row(spec: DatasetSpec, row: dict[str, Any], index: int) -> Sampl
 
 
 def _entry_from_file(sample_id: str, path: Path, text: str) -> SampleEntry:
-    from tinyaudio_cli.audio import load_audio
+    from tinyaudio_cli.audio.media import load_audio
 
     def load() -> EvalSample:
         try:
@@ -642,7 +642,7 @@ def _select(entries: list[Entry], max_samples: int | None, shuffle: bool, seed: 
 
 
 def _decode_path(path: str) -> np.ndarray:
-    from tinyaudio_cli.audio import load_audio
+    from tinyaudio_cli.audio.media import load_audio
 
     if Path(path).exists():
         return load_audio(path)
@@ -657,7 +657,7 @@ def _decode_path(path: str) -> np.ndarray:
 
 
 def _decode_with_ffmpeg(data: bytes) -> np.ndarray:
-    from tinyaudio_cli.audio import load_audio
+    from tinyaudio_cli.audio.media import load_audio
 
     # ffmpeg reads a seekable file far more reliably than a pipe (MP4/M4A keep their index at the end).
     with tempfile.TemporaryDirectory(prefix="tinyaudio-") as folder:

@@ -9,14 +9,11 @@ import typer
 from rich.filesize import decimal
 from rich.table import Table
 
-from .cli import QuietOption, app, console, fail
-from .cli_download import HUB_PANEL, TokenOption
-from .errors import TinyAudioError
+from .options import HUB_PANEL, QuietOption, TokenOption, console, quiet_transformers
 
 CARD_PANEL = "Model card"
 
 
-@app.command(no_args_is_help=True)
 def export(
     checkpoint: Annotated[
         str, typer.Argument(help="Training checkpoint, or any model tinyaudio loads (folder or Hub id).")
@@ -83,23 +80,19 @@ def export(
     """
     from huggingface_hub.utils import disable_progress_bars
 
-    from .cli_transcribe import quiet_transformers
-    from .hub import export_model
-    from .hub import push_to_hub as push
+    from ..hub.transfer import export_model
+    from ..hub.transfer import push_to_hub as push
 
     quiet_transformers()
     if quiet:
         disable_progress_bars()
-    try:
-        result = export_model(
-            checkpoint, out_dir, dtype, eval_summaries or [], license, repo_id=push_to_hub, overwrite=overwrite
-        )
-        if push_to_hub:
-            if not quiet:
-                console.print(f"uploading {result.folder} to {push_to_hub} …", highlight=False)
-            result.url = push(result.folder, push_to_hub, private, token)
-    except TinyAudioError as error:
-        raise fail(error) from None
+    result = export_model(
+        checkpoint, out_dir, dtype, eval_summaries or [], license, repo_id=push_to_hub, overwrite=overwrite
+    )
+    if push_to_hub:
+        if not quiet:
+            console.print(f"uploading {result.folder} to {push_to_hub} …", highlight=False)
+        result.url = push(result.folder, push_to_hub, private, token)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     if quiet:

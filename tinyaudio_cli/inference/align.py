@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE
-from .errors import TinyAudioError
-from .model.alignment import FRAMES_PER_SECOND
-from .model.modeling import TinyAudioModel
+from ..audio.vad import VadOptions
+from ..constants import SAMPLE_RATE
+from ..errors import TinyAudioError
+from ..model.alignment import FRAMES_PER_SECOND
+from ..model.modeling import TinyAudioModel
 from .records import Segment, Transcript
 from .transcribe import EncoderWindow, TranscribeOptions, pack_regions, speech_windows, timed_words
-from .vad import VadOptions
 
 # Measured on matching and unrelated texts (see tests/test_align.py): the mean word probability of a text that
 # belongs to the audio stays well above this, and of an unrelated text well below.
@@ -157,7 +157,7 @@ def _encoded(model: TinyAudioModel, media: Path, options: AlignOptions) -> Itera
 
 
 def _duration(media: Path, fallback: float) -> float:
-    from .audio import media_seconds
+    from ..audio.media import media_seconds
 
     seconds = media_seconds(media)
     return seconds if seconds > 0 else fallback

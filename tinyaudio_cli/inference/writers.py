@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import BinaryIO, ClassVar, TextIO
 
 from tinyaudio_cli.errors import TinyAudioError, UsageError
-from tinyaudio_cli.outputs import Ownership, create_temp, not_ours_message, record
-from tinyaudio_cli.records import Segment, Transcript
+from tinyaudio_cli.inference.outputs import Ownership, create_temp, not_ours_message, record
+from tinyaudio_cli.inference.records import Segment, Transcript
 
 FORMATS = ("txt", "srt", "vtt", "json", "tsv")
 ALL_FORMATS = "all"

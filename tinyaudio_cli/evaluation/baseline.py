@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from transformers import AutoProcessor, WhisperForConditionalGeneration
 
-from .audio import SAMPLE_RATE, WINDOW_SAMPLES
-from .model.batching import FLOAT32_BYTES, encoder_window_bytes, transformer_bytes
-from .model.loading import resolve_device, resolve_dtype, resolve_model_dir
-from .model.modeling import Transcription, per_clip
+from ..audio.media import SAMPLE_RATE, WINDOW_SAMPLES
+from ..model.batching import FLOAT32_BYTES, encoder_window_bytes, transformer_bytes
+from ..model.loading import resolve_device, resolve_dtype, resolve_model_dir
+from ..model.modeling import Transcription, per_clip
 
 PREFIX = "whisper:"
 MAX_NEW_TOKENS = 440  # Whisper's decoder holds 448 positions, a few taken by its start tokens

@@ -11,14 +11,16 @@ import inspect
 import os
 from dataclasses import MISSING, Field, fields
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import TYPE_CHECKING, Annotated, Any, get_args
 
 import typer
 from rich.table import Table
 
-from .cli import QuietOption, app, console, fail
-from .errors import TinyAudioError
-from .train import FIELD_TYPES, PRESETS, SOURCE_FIELDS, TrainConfig, TrainResult, parse_assignment, resolve_config
+from ..training.config import FIELD_TYPES, PRESETS, SOURCE_FIELDS, TrainConfig, parse_assignment, resolve_config
+from .options import QuietOption, console, quiet_transformers
+
+if TYPE_CHECKING:
+    from ..training.trainer import TrainResult  # imports torch: --help must not
 
 RUN_PANEL = "Run"
 
@@ -168,36 +170,29 @@ def train(**options: Any) -> None:
     run = {parameter.name: options.pop(parameter.name) for parameter in RUN_OPTIONS}
     overrides = {name: value for name, value in options.items() if value is not None}
     main_process = os.environ.get("RANK", "0") == "0"
-    try:
-        for assignment in run["assignments"] or []:
-            key, value = parse_assignment(assignment)
-            overrides[key] = value
-        config = resolve_config(run["preset"], run["config_file"], overrides, run["resume"])
-        if run["dry_run"]:
-            if main_process:
-                typer.echo(config.to_yaml(), nl=False)
-            raise typer.Exit(0)
-        from .cli_transcribe import quiet_transformers
-        from .model.loading import check_device
-        from .smoke import materialise
-        from .train import train as run_training
+    for assignment in run["assignments"] or []:
+        key, value = parse_assignment(assignment)
+        overrides[key] = value
+    config = resolve_config(run["preset"], run["config_file"], overrides, run["resume"])
+    if run["dry_run"]:
+        if main_process:
+            typer.echo(config.to_yaml(), nl=False)
+        raise typer.Exit(0)
+    from ..model.loading import check_device
+    from ..training.smoke import materialise
+    from ..training.trainer import train as run_training
 
-        check_device(config.device)  # after --dry-run, which may prepare a GPU run on a machine without one
-        quiet_transformers()
-        config = materialise(config, (lambda _: None) if run["quiet"] else console.print)  # --preset smoke's inputs
-        result = run_training(
-            config,
-            resume=run["resume"],
-            console=console,
-            quiet=run["quiet"],
-            stop_after_steps=run["stop_after_steps"],
-            time_limit_minutes=run["time_limit"],
-        )
-    except TinyAudioError as error:
-        raise fail(error) from None
-    except KeyboardInterrupt:  # before the first step (or a second Ctrl-C): nothing to save, nothing half-written
-        console.print("interrupted", highlight=False)
-        raise typer.Exit(130) from None
+    check_device(config.device)  # after --dry-run, which may prepare a GPU run on a machine without one
+    quiet_transformers()
+    config = materialise(config, (lambda _: None) if run["quiet"] else console.print)  # --preset smoke's inputs
+    result = run_training(
+        config,
+        resume=run["resume"],
+        console=console,
+        quiet=run["quiet"],
+        stop_after_steps=run["stop_after_steps"],
+        time_limit_minutes=run["time_limit"],
+    )
     if main_process and not run["quiet"]:
         _summary(result)
     if result.signal is not None:  # stopped by Ctrl-C or SIGTERM: a checkpoint is written, yet the run did not finish
@@ -207,7 +202,6 @@ def train(**options: Any) -> None:
 # Typer reads the command's options from its signature: the run options, then one flag per setting.
 train.__signature__ = inspect.Signature([*RUN_OPTIONS, *SETTING_OPTIONS])  # type: ignore[attr-defined]
 train.__annotations__ = {parameter.name: parameter.annotation for parameter in [*RUN_OPTIONS, *SETTING_OPTIONS]}
-app.command(no_args_is_help=True)(train)
 
 
 def _summary(result: TrainResult) -> None:

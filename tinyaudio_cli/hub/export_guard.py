@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import TinyAudioError
+from ..errors import TinyAudioError
 
 EXPORT_MARK = "by `tinyaudio export`"  # in the first line of every Python file an export writes
 CODE_PREFIX = "tinyaudio_"  # = hub.REMOTE_PREFIX, the names of those files

@@ -20,7 +20,7 @@ from itertools import pairwise
 import numpy as np
 import torch
 
-from tinyaudio_cli.audio import SAMPLE_RATE, WINDOW_SECONDS
+from tinyaudio_cli.audio.media import SAMPLE_RATE, WINDOW_SECONDS
 from tinyaudio_cli.errors import TinyAudioError
 
 FRAME_SAMPLES = 512  # the frame Silero scores at 16 kHz (32 ms)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .train import TrainConfig
+    from .config import TrainConfig
 
 # what the preset names; replaced by local paths before the run starts
 SMOKE_PREFIX = "tinyaudio-smoke/"
@@ -197,7 +197,7 @@ def build_data(folder: Path) -> bool:
 
 
 def _spoken(espeak: str, text: str, folder: Path) -> Any:
-    from .evaldata import decode_audio_bytes
+    from ..data.evaldata import decode_audio_bytes
 
     raw = folder / "espeak.wav"
     subprocess.run([espeak, "-v", "en-us", "-w", str(raw), text], check=True, capture_output=True)

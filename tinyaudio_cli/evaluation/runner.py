@@ -30,10 +30,9 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from . import __version__, distributed
-from .audio import SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS
-from .errors import TinyAudioError
-from .evaldata import (
+from .. import __version__, distributed
+from ..audio.media import SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS
+from ..data.evaldata import (
     DatasetSpec,
     EvalSample,
     SampleEntry,
@@ -43,14 +42,15 @@ from .evaldata import (
     manifest_entries,
     resolve_dataset,
 )
+from ..errors import TinyAudioError
 from .scoring import BucketScore, CorpusScore, Pair, rtfx, score_corpus
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-    from .model import TinyAudioModel
-    from .transcribe import TranscribeOptions
+    from ..inference.transcribe import TranscribeOptions
+    from ..model import TinyAudioModel
 
 Item = TypeVar("Item")
 SourceKind = Literal["dataset", "manifest", "folder"]
@@ -301,9 +301,9 @@ def evaluate_model(
     balanced by length as they stream past (every rank reads the whole source, so the shares agree, but
     decodes only its own: lengths come from headers), and every rank gets back all outcomes in source
     order, scored as one corpus."""
-    from .model import load_model
-    from .model.batching import auto_batch_size
-    from .model.loading import weights_sha256
+    from ..model import load_model
+    from ..model.batching import auto_batch_size
+    from ..model.loading import weights_sha256
 
     rank, ranks, _ = distributed.world()
     timing = Timing()
@@ -376,7 +376,7 @@ def _run_chunk_fitting(
     and that size, for the chunks after it."""
     import torch
 
-    from .model.batching import fitting_batch
+    from ..model.batching import fitting_batch
 
     def run(batch_size: int) -> tuple[list[SampleOutcome], Timing]:
         part = Timing()  # a try that ran out of memory leaves no time behind
@@ -470,8 +470,8 @@ def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
 
 
 def _transcribe_options(options: EvalOptions) -> TranscribeOptions:
-    from .transcribe import TranscribeOptions
-    from .vad import VadOptions
+    from ..audio.vad import VadOptions
+    from ..inference.transcribe import TranscribeOptions
 
     return TranscribeOptions(options.mode, options.batch_size, options.max_new_tokens, VadOptions())
 
@@ -507,11 +507,11 @@ def _unusable(sample: EvalSample) -> str | None:
 
 def _transcribe_short(model: TinyAudioModel, audios: list[np.ndarray], options: EvalOptions) -> list[Hypothesis]:
     """Whole clips of up to 30 s, batched by length; results in input order."""
-    from .transcribe import guarded_text, token_budget
+    from ..model.decoding import guarded_text, token_budget
 
     settings = _transcribe_options(options)
     # one budget per clip, as transcribe gives each region: a short clip stuck in a loop stops early
-    budgets = [token_budget(model, len(audio) / SAMPLE_RATE, settings) for audio in audios]
+    budgets = [token_budget(model, len(audio) / SAMPLE_RATE, settings.max_new_tokens) for audio in audios]
     results = model.transcribe(audios, options.mode, options.batch_size, budgets, pack=options.pack, stop_loops=True)
     return [Hypothesis(*guarded_text(model, result.token_ids), long_form=False) for result in results]
 
@@ -526,7 +526,7 @@ def _transcribe_long(
         return [], 0.0
     import soundfile
 
-    from .transcribe import transcribe_files
+    from ..inference.transcribe import transcribe_files
 
     settings = _transcribe_options(options)
     with tempfile.TemporaryDirectory(prefix="tinyaudio-eval-") as folder:

@@ -1,9 +1,12 @@
-"""Stopping a training run on a signal, and resuming from the newest checkpoint that is intact.
+"""A run's folder: the names of its files, its checkpoints and the newest intact one, and stopping on a
+signal so that a run resumes.
 
 A run stopped by SIGINT (Ctrl-C) or SIGTERM finishes its optimizer step, writes a checkpoint and exits with
 128 + the signal's number (130 for Ctrl-C), as a shell expects of an interrupted command. A machine that dies
 while a checkpoint is written leaves at most a `.partial` folder, but a disk can still damage a finished one:
 `--resume` checks the newest checkpoint's files and falls back to the one before, with a warning.
+
+Light (no torch): config.py resolves `--resume` with it while the command line is read.
 """
 
 from __future__ import annotations
@@ -14,7 +17,44 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import TinyAudioError
+from ..errors import TinyAudioError
+
+# -- files of a run -----------------------------------------------------------------------------------
+
+CHECKPOINT_PREFIX = "checkpoint-"
+STATE_NAME = "training_state.pt"
+CONFIG_FILE_NAME = "train_config.yaml"
+METRICS_NAME = "metrics.jsonl"
+PLOT_NAME = "training_curves.png"
+TENSORBOARD_DIR = "tensorboard"
+CACHE_DIR_NAME = "encoder-cache"
+FINAL_DIR = "final"
+
+
+# -- checkpoints ----------------------------------------------------------------------------------------------
+
+
+def checkpoint_step(path: Path) -> int | None:
+    suffix = path.name.removeprefix(CHECKPOINT_PREFIX)
+    return int(suffix) if path.name.startswith(CHECKPOINT_PREFIX) and suffix.isdigit() else None
+
+
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints (with a training state), oldest first."""
+    found = [
+        (step, path)
+        for path in output_dir.glob(f"{CHECKPOINT_PREFIX}*")
+        if (step := checkpoint_step(path)) is not None and (path / STATE_NAME).is_file()
+    ]
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(output_dir: Path, warn: Callable[[str], None] | None = None) -> Path | None:
+    """The newest intact checkpoint (damaged newer ones are skipped, with a warning through `warn`)."""
+    return resumable_checkpoint(list_checkpoints(output_dir), STATE_NAME, CONFIG_FILE_NAME, warn)
+
+
+# -- stopping on a signal, resuming from an intact checkpoint ----------------------------------------------
 
 
 class InterruptFlag:

@@ -20,7 +20,7 @@ from functools import partial
 import jiwer
 
 from tinyaudio_cli.errors import TinyAudioError
-from tinyaudio_cli.normalize import normalize_text
+from tinyaudio_cli.evaluation.normalize import normalize_text
 
 # (label, start seconds inclusive, end seconds exclusive): short clips and long windows fail differently.
 DURATION_BUCKETS: tuple[tuple[str, float, float], ...] = (

@@ -27,24 +27,23 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .defaults import BASES_ENV, DEFAULT_MODEL
-from .errors import TinyAudioError, UsageError
+from .. import __version__
+from ..constants import BASES_ENV, DEFAULT_MODEL
+from ..errors import TinyAudioError, UsageError
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
 
-    from .model.config import TinyAudioConfig
+    from ..model.config import TinyAudioConfig
 
 PACKAGE = "tinyaudio_cli"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 BASES_SUBFOLDER = "bases"  # where --local-dir puts the base repos, one folder each
-# the exported code: this module and every tinyaudio module it reaches are copied, imports flattened ...
+# the exported code: this module and every tinyaudio module it reaches (model/, errors, constants: the
+# model core imports nothing else of tinyaudio) are copied, imports flattened
 REMOTE_ENTRY = f"{PACKAGE}.model.hf_pipeline"
-# ... except these, which need ffmpeg, silero and more: only the definitions the copied code uses are taken
-REMOTE_EXTRACTED = frozenset({f"{PACKAGE}.audio", f"{PACKAGE}.transcribe"})
 REMOTE_PREFIX = "tinyaudio_"
 CODE_REF_FILES = ("tokenizer_config.json", "preprocessor_config.json")  # configs that may name a checkpoint's code
 ASR_TASK = "automatic-speech-recognition"
@@ -278,7 +277,7 @@ class _Fetcher:
         from huggingface_hub import snapshot_download
         from huggingface_hub.utils import filter_repo_objects
 
-        from .model.loading import HUB_PATTERNS
+        from ..model.loading import HUB_PATTERNS
 
         listing = self.tree(repo_id, "model", revision)
         wanted = list(filter_repo_objects([entry.path for entry in listing[1]], allow_patterns=HUB_PATTERNS[role]))
@@ -359,8 +358,8 @@ def download_model(
     """
     from huggingface_hub import HfApi
 
-    from .model.config import TinyAudioConfig
-    from .model.loading import BUNDLED_MODELS, parse_bases
+    from ..model.config import TinyAudioConfig
+    from ..model.loading import BUNDLED_MODELS, parse_bases
 
     fetcher = _Fetcher(HfApi(token=token), include, exclude, cache_dir, dry_run)
     plan = DownloadPlan([], dry_run)
@@ -426,7 +425,7 @@ def download_dataset(
     """
     from huggingface_hub import HfApi
 
-    from .evaldata import _check_choice, resolve_dataset
+    from ..data.evaldata import _check_choice, resolve_dataset
 
     spec = resolve_dataset(name)
     if not is_hub_id(spec.path):
@@ -456,7 +455,7 @@ def split_paths(paths: list[str], card: str | None, config: str | None, split: s
     """The data files of one config's split: by the card's `configs` data_files when it declares them, else by
     a folder named after the split or a file named `<split>-*` / `<split>_*` / `<split>.*` (inside a folder
     named after the config, when there is one)."""
-    from .evaldata import DATA_FILE_SUFFIX, card_split_patterns
+    from ..data.evaldata import DATA_FILE_SUFFIX, card_split_patterns
 
     patterns = card_split_patterns(card, config, split) if card else None
     if patterns is not None:
@@ -485,7 +484,6 @@ def remote_code() -> dict[str, str]:
     """
     files: dict[str, str] = {}
     sources: dict[str, str] = {}  # file name → module, to catch two modules with one flat name
-    extracts: dict[str, set[str]] = {}
     todo = [REMOTE_ENTRY]
     while todo:
         module = todo.pop()
@@ -498,13 +496,7 @@ def remote_code() -> dict[str, str]:
         files[name] = (
             f"# Copied by `tinyaudio export` from {module} (tinyaudio {__version__}), imports flattened.\n{text}"
         )
-        for target, names in imported:
-            if target in REMOTE_EXTRACTED:
-                extracts.setdefault(target, set()).update(names)
-            else:
-                todo.append(target)
-    for module, names in sorted(extracts.items()):
-        files[remote_name(module) + ".py"] = extract_definitions(module, sorted(names))
+        todo.extend(target for target, _ in imported)
     return files
 
 
@@ -543,94 +535,9 @@ def _flatten_imports(module: str) -> tuple[str, list[tuple[str, set[str]]]]:
     return "".join(lines), imported
 
 
-class _GlobalNames(ast.NodeVisitor):
-    """Names a definition reads when it runs; annotations are skipped (exported files defer them)."""
-
-    def __init__(self) -> None:
-        self.names: set[str] = set()
-
-    def visit_Name(self, node: ast.Name) -> None:
-        self.names.add(node.id)
-
-    def visit_arg(self, node: ast.arg) -> None:
-        pass
-
-    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        for child in [*node.decorator_list, *node.args.defaults, *node.args.kw_defaults, *node.body]:
-            if child is not None:
-                self.visit(child)
-
-    visit_AsyncFunctionDef = visit_FunctionDef
-
-    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
-        if node.value is not None:
-            self.visit(node.value)
-
-
-def extract_definitions(module: str, names: Sequence[str]) -> str:
-    """A module of only `names` from `module`, with the constants, functions and imports they use."""
-    source = _module_file(module).read_text(encoding="utf-8")
-    lines = source.splitlines(keepends=True)
-    tree = ast.parse(source)
-    definitions: dict[str, ast.stmt] = {}
-    imports: dict[str, str] = {}
-    for stmt in tree.body:
-        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            definitions[stmt.name] = stmt
-        elif isinstance(stmt, (ast.Assign, ast.AnnAssign)):
-            for target in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
-                if isinstance(target, ast.Name):
-                    definitions[target.id] = stmt
-        elif isinstance(stmt, ast.Import):
-            for alias in stmt.names:
-                imports[alias.asname or alias.name.split(".")[0]] = f"import {alias.name}" + (
-                    f" as {alias.asname}" if alias.asname else ""
-                )
-        elif isinstance(stmt, ast.ImportFrom) and stmt.level == 0 and stmt.module not in ("__future__", None):
-            for alias in stmt.names:
-                imports[alias.asname or alias.name] = f"from {stmt.module} import {alias.name}" + (
-                    f" as {alias.asname}" if alias.asname else ""
-                )
-    kept: set[str] = set()
-    todo = list(names)
-    while todo:
-        name = todo.pop()
-        if name in kept:
-            continue
-        if name in definitions:
-            kept.add(name)
-            visitor = _GlobalNames()
-            visitor.visit(definitions[name])
-            todo += [found for found in visitor.names if found in definitions or found in imports]
-        elif name in imports:
-            if imports[name].split()[1].split(".")[0] == PACKAGE:
-                raise ValueError(f"{module}.{name} comes from another tinyaudio module; export it from there")
-            kept.add(name)
-        else:
-            raise ValueError(f"{module} has no top-level {name!r} to export")
-    statements = sorted(
-        {id(definitions[n]): definitions[n] for n in kept if n in definitions}.values(), key=lambda s: s.lineno
-    )
-    header = [
-        f'"""Generated by `tinyaudio export` from {module} (tinyaudio {__version__}):',
-        f'{", ".join(names)} and what they use; the rest of that module needs more than transformers."""',
-        "",
-        "from __future__ import annotations",
-        "",
-        *sorted({imports[n] for n in kept if n in imports}),
-        "",
-    ]
-    body = ""
-    for stmt in statements:
-        first = min([stmt.lineno] + [d.lineno for d in getattr(stmt, "decorator_list", [])])
-        block = "".join(lines[first - 1 : stmt.end_lineno]).rstrip() + "\n"
-        body += block if isinstance(stmt, (ast.Assign, ast.AnnAssign)) else f"\n\n{block}"
-    return "\n".join(header) + "\n" + body
-
-
 def remote_config_entries() -> dict[str, Any]:
     """config.json keys that point transformers' Auto classes and pipeline() at the exported code."""
-    from .model import hf_pipeline
+    from ..model import hf_pipeline
 
     def ref(cls: type) -> str:
         return f"{remote_name(REMOTE_ENTRY)}.{cls.__name__}"
@@ -652,7 +559,7 @@ def remote_config_entries() -> dict[str, Any]:
 
 def read_eval_summary(path: str | Path) -> EvalSummary:
     """The headline of an `eval` run's summary.json (model, dataset, path, config, split, samples, wer, cer...)."""
-    from .evaldata import DATASETS
+    from ..data.evaldata import DATASETS
 
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -694,8 +601,8 @@ def export_model(
     pipeline runs with trust_remote_code. `repo_id` names the model in the card and its usage snippet.
     A folder that holds files is refused unless `overwrite`; then only the files an export writes are replaced.
     """
+    from ..model.loading import DTYPES, load_model, resolve_model_dir, weights_sha256
     from .export_guard import check_out_dir, check_summaries, move_in, staging_dir
-    from .model.loading import DTYPES, load_model, resolve_model_dir, weights_sha256
 
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r} ({', '.join(DTYPES)})")

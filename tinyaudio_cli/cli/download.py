@@ -10,25 +10,16 @@ from rich.console import Console
 from rich.filesize import decimal
 from rich.table import Table
 
-from .cli import QuietOption, app, console, fail
-from .defaults import BASES_ENV, DEFAULT_MODEL, MODEL_ENV
-from .errors import TinyAudioError
+from ..constants import BASES_ENV, DEFAULT_MODEL, MODEL_ENV
+from ..errors import TinyAudioError
+from .options import HUB_PANEL, QuietOption, TokenOption, console
 
 if TYPE_CHECKING:
-    from .hub import DownloadPlan
+    from ..hub.transfer import DownloadPlan
 
-HUB_PANEL, FILES_PANEL, DATASET_PANEL = "Hub", "Files", "Dataset"
-TokenOption = Annotated[
-    str | None,
-    typer.Option(
-        "--token",
-        help="Hugging Face token for private, gated or pushed-to repos (default: HF_TOKEN or the saved login).",
-        rich_help_panel=HUB_PANEL,
-    ),
-]
+FILES_PANEL, DATASET_PANEL = "Files", "Dataset"
 
 
-@app.command()
 def download(
     model: Annotated[
         str | None,
@@ -111,10 +102,10 @@ def download(
     """
     from huggingface_hub.utils import disable_progress_bars
 
-    from .hub import download_dataset, download_model
+    from ..hub.transfer import download_dataset, download_model
 
     if dataset and model:
-        raise fail(TinyAudioError("name a model or --dataset, not both"))
+        raise TinyAudioError("name a model or --dataset, not both")
     if quiet:
         disable_progress_bars()
     options = dict(
@@ -126,13 +117,10 @@ def download(
         token=token,
         dry_run=dry_run,
     )
-    try:
-        if dataset:
-            plan = download_dataset(dataset, split=split, config=config, **options)
-        else:
-            plan = download_model(model or DEFAULT_MODEL, **options)
-    except TinyAudioError as error:
-        raise fail(error) from None
+    if dataset:
+        plan = download_dataset(dataset, split=split, config=config, **options)
+    else:
+        plan = download_model(model or DEFAULT_MODEL, **options)
     stdout = Console(highlight=False, soft_wrap=True)
     if dry_run:
         show_listing(plan, stdout)

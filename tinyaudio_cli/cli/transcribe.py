@@ -20,9 +20,13 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from . import distributed
-from .audio import find_media, header_seconds, media_seconds
-from .cli import (
+from .. import distributed
+from ..audio.media import find_media, header_seconds, media_seconds
+from ..constants import DEFAULT_MODEL
+from ..errors import TinyAudioError, UsageError
+from ..inference.outputs import Checked, Ownership, check_plans
+from ..inference.writers import FORMATS, SubtitleOptions, expand_formats, plan_outputs, write_outputs, write_to_stream
+from .options import (
     INPUT_PANEL,
     OUTPUT_PANEL,
     PERF_PANEL,
@@ -33,22 +37,16 @@ from .cli import (
     ModelOption,
     QuietOption,
     ReferenceModeOption,
-    app,
     console,
-    fail,
+    quiet_transformers,
 )
-from .cli_style import clock
-from .defaults import DEFAULT_MODEL
-from .errors import TinyAudioError, UsageError
-from .outputs import Checked, Ownership, check_plans
-from .writers import FORMATS, SubtitleOptions, expand_formats, plan_outputs, write_outputs, write_to_stream
+from .style import clock
 
 STDOUT = "-"
 # Formats that describe one recording: one timeline (srt, vtt) or rows without a file column (tsv).
 ONE_RECORDING_FORMATS = ("srt", "vtt", "tsv")
 
 
-@app.command(no_args_is_help=True)
 def transcribe(
     inputs: Annotated[
         list[Path], typer.Argument(help="Media files or folders (searched recursively).", show_default=False)
@@ -202,8 +200,6 @@ def transcribe(
                 quiet=quiet,
                 console=console,
             )
-    except TinyAudioError as error:
-        raise fail(error) from None
     except Stopped as stopped:
         console.print(f"[bold red]stopped[/] by {stopped.name}", highlight=False, soft_wrap=True)
         raise typer.Exit(128 + stopped.signum) from None
@@ -393,9 +389,9 @@ def _transcribe_share(
     done, audio_seconds = 0, 0.0
     if not todo:
         return done, failed, streamed
-    from .model import load_model
-    from .transcribe import TranscribeOptions, transcribe_files
-    from .vad import VadOptions
+    from ..audio.vad import VadOptions
+    from ..inference.transcribe import TranscribeOptions, transcribe_files
+    from ..model import load_model
 
     quiet_transformers()
 
@@ -467,14 +463,6 @@ MAX_PROBED_FILES = 64  # ffmpeg reads a container's duration in ~30 ms; past thi
 
 def _expected_seconds(path: Path, index: int) -> float:
     return media_seconds(path) if index < MAX_PROBED_FILES else header_seconds(path)
-
-
-def quiet_transformers() -> None:
-    """transformers' own progress bars and notices would interleave with ours."""
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
 
 
 def _progress(console: Console, quiet: bool) -> Progress:

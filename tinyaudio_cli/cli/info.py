@@ -9,10 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .cli import app
 
-
-@app.command()
 def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -26,7 +23,7 @@ def info(
 
       tinyaudio info --json > info.json
     """
-    from .info import collect
+    from ..info import collect
 
     report = collect()
     if as_json:

@@ -9,24 +9,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .cli import (
-    INPUT_PANEL,
-    OUTPUT_PANEL,
-    DeviceOption,
-    DtypeOption,
-    ModelOption,
-    QuietOption,
-    app,
-    console,
-    fail,
-)
-from .defaults import DEFAULT_MODEL
-from .errors import TinyAudioError, UsageError
+from ..constants import DEFAULT_MODEL
+from ..errors import TinyAudioError, UsageError
+from .options import INPUT_PANEL, OUTPUT_PANEL, DeviceOption, DtypeOption, ModelOption, QuietOption, console
 
 ALIGN_FORMATS = ("json", "srt", "vtt", "tsv")  # not txt: beside its media, clip.txt is the text being aligned
 
 
-@app.command(no_args_is_help=True)
 def align(
     media: Annotated[Path, typer.Argument(help="A media file, or a folder of media files with same-named .txt.")],
     text: Annotated[
@@ -91,19 +80,16 @@ def align(
       tinyaudio align recordings/ -f json -f vtt -o aligned/ -m tiny-en
     """
     chosen = list(formats or []) + [name for name, on in (("srt", srt), ("vtt", vtt), ("json", json_)) if on]
-    try:
-        code = run_align(
-            media, text, chosen or ["json"], output_dir, overwrite, highlight_words, max_words_per_line, not no_vad,
-            model, device, dtype, quiet,
-        )  # fmt: skip
-    except TinyAudioError as error:
-        raise fail(error) from None
+    code = run_align(
+        media, text, chosen or ["json"], output_dir, overwrite, highlight_words, max_words_per_line, not no_vad,
+        model, device, dtype, quiet,
+    )  # fmt: skip
     raise typer.Exit(code)
 
 
 def _pairs(media: Path, text: Path | None) -> list[tuple[Path, Path, Path | None]]:
     """(media, its text, the folder argument it was found under) for a file and its text, or a folder."""
-    from .audio import find_media
+    from ..audio.media import find_media
 
     if media.is_dir():
         if text is not None:
@@ -131,9 +117,9 @@ def run_align(
     dtype: str,
     quiet: bool,
 ) -> int:
-    from .cli_transcribe import quiet_transformers
-    from .outputs import Ownership, check_plans
-    from .writers import SubtitleOptions, expand_formats, plan_outputs, write_outputs
+    from ..inference.outputs import Ownership, check_plans
+    from ..inference.writers import SubtitleOptions, expand_formats, plan_outputs, write_outputs
+    from .options import quiet_transformers
 
     formats = expand_formats(formats)
     unknown = [f for f in formats if f not in ALIGN_FORMATS]
@@ -153,9 +139,9 @@ def run_align(
             todo.append(path)
     done = 0
     if todo:
-        from .align import AlignOptions, align_file, read_text
-        from .model import load_model
-        from .vad import VadOptions
+        from ..audio.vad import VadOptions
+        from ..inference.align import AlignOptions, align_file, read_text
+        from ..model import load_model
 
         quiet_transformers()
         if not quiet:

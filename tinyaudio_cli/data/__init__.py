@@ -1,0 +1,1 @@
+"""Data sets to read: registered eval sets, Hub ids, Parquet, manifests and folders."""

@@ -1,0 +1,308 @@
+"""Media files → transcripts: decode, find speech, pack it into encoder windows, decode each region.
+
+Every Whisper window costs a full 30 s encoder pass however little speech it holds. So the speech
+regions the VAD finds are packed, pauses left out, into windows filled with speech (one empty frame
+between neighbours); each window is encoded once and each region is decoded from its own projector
+frames (the trimmed attention mode), which keeps segments short and their times exact. Windows from
+different files share batches. `transcribe` is the one-file path; `transcribe_files` the batched
+pipeline behind the CLI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..audio.media import SAMPLE_RATE, WINDOW_SAMPLES, stream_audio
+from ..audio.vad import SpeechRegion, SpeechWindow, VadOptions, iter_fixed_windows, iter_speech_windows
+from ..errors import TinyAudioError
+from ..model.alignment import FRAMES_PER_SECOND, snap_to_sound
+from ..model.batching import auto_batch_size, with_backoff
+from ..model.decoding import guarded, token_budget
+from ..model.modeling import DEFAULT_MODE, AttentionMode, TinyAudioModel, next_offset
+from .records import Segment, Transcript, Word
+
+QUEUE_WINDOWS = 32  # encoder windows decoded ahead of the model (or a batch, if more): ~2 MB each
+
+
+@dataclass
+class TranscribeOptions:
+    mode: AttentionMode = DEFAULT_MODE
+    batch_size: int | None = None  # windows per batch; None: as many as fit (model.batching.auto_batch_size)
+    max_new_tokens: int | None = None  # None: a budget from each region's length
+    vad: VadOptions | None = field(default_factory=VadOptions)  # None: one window from the start
+    stop_loops: bool = True  # a row repeating itself stops early (its text is cut at the loop)
+    # pack a file's speech regions into shared encoder windows: fewer encoder passes, but each region then hears
+    # its neighbours instead of the silence it was trained with, which costs small models much accuracy
+    pack: bool = False
+    # time every word with the Whisper base's decoder over the encoder states already computed (model.alignment)
+    word_timestamps: bool = False
+
+
+@dataclass
+class FileResult:
+    path: Path
+    transcript: Transcript | None = None
+    error: str | None = None
+    model_seconds: float = 0.0
+
+
+@dataclass
+class Placement:
+    """A speech region inside an encoder window: where its samples sit, and when it was said."""
+
+    region: SpeechRegion
+    offset: int
+    length: int
+
+
+@dataclass
+class EncoderWindow:
+    file: int
+    samples: np.ndarray
+    placements: list[Placement]
+
+
+@dataclass
+class _Pending:
+    """A file whose windows are still being decoded."""
+
+    path: Path
+    segments: list[Segment] = field(default_factory=list)
+    windows_left: int = 0
+    duration: float | None = None
+    model_seconds: float = 0.0
+
+
+def speech_windows(path: Path, options: TranscribeOptions, on_samples: Callable[[int], None]) -> Iterator[SpeechWindow]:
+    def counted(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for block in blocks:
+            on_samples(len(block))
+            yield block
+
+    blocks = counted(stream_audio(path))
+    if options.vad is None:
+        yield from iter_fixed_windows(blocks)
+    else:
+        yield from iter_speech_windows(blocks, options.vad)
+
+
+def pack_regions(file: int, windows: Iterable[SpeechWindow], align: int, pack: bool = True) -> Iterator[EncoderWindow]:
+    """Speech regions, in order and without the pauses between them, packed into full windows (`pack`), or
+    each at the start of a window of its own, as a model sees a clip in training."""
+    parts: list[np.ndarray] = []
+    placements: list[Placement] = []
+    end = 0
+    for window in windows:
+        for region in window.regions:
+            first = round((region.start - window.start) * SAMPLE_RATE)
+            audio = window.samples[first : first + round((region.end - region.start) * SAMPLE_RATE)]
+            offset = next_offset(end, align) if placements else 0
+            if placements and (not pack or offset + len(audio) > WINDOW_SAMPLES):
+                yield _assemble(file, parts, placements, end)
+                parts, placements, offset = [], [], 0
+            parts.append((offset, audio))
+            placements.append(Placement(region, offset, len(audio)))
+            end = offset + len(audio)
+    if placements:
+        yield _assemble(file, parts, placements, end)
+
+
+def _assemble(file: int, parts: list, placements: list[Placement], end: int) -> EncoderWindow:
+    samples = np.zeros(end, dtype=np.float32)
+    for offset, audio in parts:
+        samples[offset : offset + len(audio)] = audio
+    return EncoderWindow(file, samples, placements)
+
+
+def whole_windows(file: int, windows: Iterable[SpeechWindow]) -> Iterator[EncoderWindow]:
+    """Reference mode: each window as it is in the file, decoded as one segment from all its frames."""
+    for window in windows:
+        region = SpeechRegion(window.regions[0].start, window.regions[-1].end)
+        yield EncoderWindow(file, window.samples, [Placement(region, 0, len(window.samples))])
+
+
+def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: TranscribeOptions) -> list[tuple[int, Segment]]:
+    states = model.encoder_states(model.features([window.samples for window in batch]))
+    projected = model.project(states)
+    units: list[tuple[int, Placement, torch.Tensor, int]] = []  # file, placement, its frames, window in batch
+    for index, (window, frames) in enumerate(zip(batch, projected, strict=True)):
+        for placement in window.placements:
+            if options.mode == "reference":
+                units.append((window.file, placement, frames, index))
+            else:
+                first, last = model.frame_span(placement.offset, placement.offset + placement.length)
+                units.append((window.file, placement, frames[first:last], index))
+    units.sort(key=lambda unit: len(unit[2]))
+    segments = []
+    rows = options.batch_size or max(1, len(units))  # set by transcribe_files
+    for start in range(0, len(units), rows):
+        chunk = units[start : start + rows]
+        budgets = [token_budget(model, p.length / SAMPLE_RATE, options.max_new_tokens) for _, p, _, _ in chunk]
+        frames = [unit[2] for unit in chunk]
+        ids = model.generate_from_frames(frames, options.mode, budgets, options.stop_loops)
+        for (file, placement, _, index), token_ids in zip(chunk, ids, strict=True):
+            kept, text, cut = guarded(model, token_ids)
+            region = placement.region
+            segment = Segment(0, region.start, region.end, text, kept, cut)
+            if options.word_timestamps:
+                segment.words = timed_words(model, states[index], batch[index].samples, placement, text)
+            segments.append((file, segment))
+    return segments
+
+
+def timed_words(
+    model: TinyAudioModel, states: torch.Tensor, samples: np.ndarray, placement: Placement, text: str
+) -> list[Word]:
+    """The words of one region's text, timed by the Whisper base's decoder over the encoder states of its
+    window (the frames that hold the region), snapped to pauses, in media seconds inside the region."""
+    if not text.strip():
+        return []
+    hop = SAMPLE_RATE // FRAMES_PER_SECOND
+    first = placement.offset // hop
+    last = min(len(states), math.ceil((placement.offset + placement.length) / hop))
+    timed = snap_to_sound(model.aligner().align_frames(states[first:last], text), samples[first * hop : last * hop])
+    region = placement.region
+    origin = region.start - (placement.offset - first * hop) / SAMPLE_RATE  # media time of frame `first`
+    words, latest = [], region.start
+    for word in timed:
+        start = min(max(origin + word.start, latest), region.end)
+        end = min(max(origin + word.end, start), region.end)
+        words.append(Word(word.word, round(start, 3), round(end, 3), round(word.probability, 4)))
+        latest = start
+    return words
+
+
+def transcribe_files(
+    model: TinyAudioModel,
+    paths: Sequence[Path],
+    options: TranscribeOptions | None = None,
+    on_progress: Callable[[Path, float], None] | None = None,
+) -> Iterator[FileResult]:
+    """Transcribe many files, windows from different files sharing batches; yields each file when done.
+
+    Audio decoding and speech detection run on a background thread, ahead of the model. `on_progress(path,
+    seconds)` is told after each batch how far into each file it reached, so a long file shows it is moving.
+    """
+    options = options or TranscribeOptions()
+    batch_size = options.batch_size or auto_batch_size(model)
+    options = replace(options, batch_size=batch_size)
+    events: queue.Queue[tuple] = queue.Queue(maxsize=max(QUEUE_WINDOWS, batch_size))
+    stop = threading.Event()
+    producer = threading.Thread(
+        target=_produce, args=(model, list(paths), options, events, stop), name="tinyaudio-audio", daemon=True
+    )
+    producer.start()
+    pending: dict[int, _Pending] = {}
+    batch: list[EncoderWindow] = []
+
+    def smaller(size: int) -> None:
+        nonlocal batch_size
+        batch_size = min(batch_size, size)  # later batches start at the size that fitted
+
+    def finished() -> Iterator[FileResult]:
+        for file in [f for f, state in pending.items() if state.duration is not None and state.windows_left == 0]:
+            yield _finish(model, pending.pop(file))
+
+    def flush() -> Iterator[FileResult]:
+        if batch:
+            started = time.perf_counter()
+            with torch.inference_mode():
+                decoded = with_backoff(lambda windows: _decode(model, windows, options), batch, smaller)
+            elapsed = time.perf_counter() - started
+            for window in batch:
+                pending[window.file].windows_left -= 1
+                pending[window.file].model_seconds += elapsed / len(batch)
+                if on_progress is not None and window.placements:
+                    on_progress(pending[window.file].path, max(p.region.end for p in window.placements))
+            for file, segment in decoded:
+                pending[file].segments.append(segment)
+            batch.clear()
+        yield from finished()
+
+    try:
+        while (event := events.get())[0] != "end":
+            kind, file, payload = event
+            state = pending.setdefault(file, _Pending(Path(paths[file])))
+            if kind == "window":
+                state.windows_left += 1
+                batch.append(payload)
+                if len(batch) >= batch_size:
+                    yield from flush()
+            elif kind == "done":
+                state.duration = payload
+                yield from finished()
+            else:
+                del pending[file]
+                batch[:] = [window for window in batch if window.file != file]
+                yield FileResult(state.path, error=payload)
+        yield from flush()
+    finally:
+        stop.set()
+        while producer.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                events.get(timeout=0.1)
+
+
+def _produce(
+    model: TinyAudioModel, paths: list[Path], options: TranscribeOptions, events: queue.Queue, stop: threading.Event
+) -> None:
+    """Decode and segment every file in order; report windows, the end of each file, or its error."""
+
+    def put(event: tuple) -> bool:
+        while not stop.is_set():
+            with contextlib.suppress(queue.Full):
+                events.put(event, timeout=0.1)
+                return True
+        return False
+
+    for file, path in enumerate(paths):
+        samples = 0
+
+        def count(n: int) -> None:
+            nonlocal samples
+            samples += n
+
+        windows = speech_windows(Path(path), options, count)
+        if options.mode == "reference":
+            encoder_windows = whole_windows(file, windows)
+        else:
+            encoder_windows = pack_regions(file, windows, model.samples_per_token, options.pack)
+        try:
+            for window in encoder_windows:
+                if not put(("window", file, window)):
+                    return
+            event = ("done", file, samples / SAMPLE_RATE)
+        except TinyAudioError as error:
+            event = ("error", file, error.message)
+        except Exception as error:  # a bug or an odd file must not hang the consumer: report it
+            event = ("error", file, f"{type(error).__name__}: {error}")
+        if not put(event):
+            return
+    put(("end", None, None))
+
+
+def _finish(model: TinyAudioModel, state: _Pending) -> FileResult:
+    segments = sorted((s for s in state.segments if s.text), key=lambda s: s.start)
+    for number, segment in enumerate(segments):
+        segment.id = number
+    transcript = Transcript(str(state.path), segments, state.duration or 0.0, getattr(model, "name", "tinyaudio"))
+    return FileResult(state.path, transcript, model_seconds=state.model_seconds)
+
+
+def transcribe(model: TinyAudioModel, path: str | Path, options: TranscribeOptions | None = None) -> Transcript:
+    """Transcribe one media file; raises TinyAudioError when it cannot be decoded."""
+    result = next(iter(transcribe_files(model, [Path(path)], options)))
+    if result.error:
+        raise TinyAudioError(result.error)
+    assert result.transcript is not None
+    return result.transcript

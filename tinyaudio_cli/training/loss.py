@@ -1,0 +1,145 @@
+"""One step's computation: frozen encoder → projector → frozen LM, the cross-entropy on the assistant turn,
+and SpecAugment on the log-mel."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import PROJECTOR_STRIDE, TrainConfig
+from .data import EncoderCache, MicroBatch
+
+if TYPE_CHECKING:
+    from ..model import TinyAudioModel
+
+# -- the computation ------------------------------------------------------------------------------------------
+
+
+def target_loss(
+    model: TinyAudioModel,
+    frames: Sequence[torch.Tensor],
+    targets: Sequence[list[int]],
+    label_smoothing: float = 0.0,
+) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over the target tokens, and their number.
+
+    TinyAudioModel.loss's computation (trimmed mode: padded audio masked, positions kept), with the sum kept
+    so the trainer can normalise over a whole optimizer step, label smoothing, and logits computed only from
+    the first position that predicts a target (the LM head over the prompt and audio would be wasted).
+    """
+    inputs_embeds, attention_mask, position_ids, lengths = model.build_inputs(frames, "trimmed", targets)
+    width = inputs_embeds.shape[1]
+    starts = [length - len(target) for length, target in zip(lengths.tolist(), targets, strict=True)]
+    keep = width - (min(starts) - 1)  # the logit at i predicts the token at i + 1
+    logits = model.lm(
+        inputs_embeds=inputs_embeds,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=False,
+        logits_to_keep=keep,
+    ).logits
+    offset = width - keep
+    rows, columns, labels = [], [], []
+    for row, (start, target) in enumerate(zip(starts, targets, strict=True)):
+        rows += [row] * len(target)
+        columns += range(start - 1 - offset, start - 1 - offset + len(target))
+        labels += target
+    device = logits.device
+    picked = logits[torch.tensor(rows, device=device), torch.tensor(columns, device=device)]
+    loss = F.cross_entropy(
+        picked.float(), torch.tensor(labels, device=device), reduction="sum", label_smoothing=label_smoothing
+    )
+    return loss, len(labels)
+
+
+def project(
+    model: TinyAudioModel,
+    projector: Callable[[Any], Any],
+    batch: MicroBatch,
+    augment: Callable[[Any], Any] | None = None,
+    cache: EncoderCache | None = None,
+) -> list[torch.Tensor]:
+    """Projector frames covering each example's real audio (trimmed mode).
+
+    The encoder runs on the full 30 s window (its output depends on all of it), without gradients. The
+    projector only reads the first 4·n encoder frames for its first n frames (two stride-2, kernel-3
+    convolutions; the router averages each frame's 4 inputs), so it runs on those alone: same result,
+    a fraction of the work, and that is all the cache needs to keep.
+    """
+    counts = [model.audio_token_count(example.num_samples) for example in batch.examples]
+    rows = [None if e.frames is None else e.frames.to(model.device) for e in batch.examples]
+    if batch.features is not None:
+        features = batch.features.to(model.device)
+        if augment is not None:
+            features = augment(features)
+        with torch.no_grad():
+            encoded = model.encoder(features).last_hidden_state
+        missing = [i for i, row in enumerate(rows) if row is None]
+        for j, i in enumerate(missing):
+            rows[i] = encoded[j, : PROJECTOR_STRIDE * counts[i]]
+            if cache is not None:  # kept on disk for later epochs, and in the example (dev sets are reused)
+                example = batch.examples[i]
+                cache.put(example.key, rows[i], example.num_samples)
+                example.frames, example.audio = rows[i].clone(), None  # a copy: a view would keep the batch alive
+    width = PROJECTOR_STRIDE * max(counts)
+    stacked = torch.stack([F.pad(row, (0, 0, 0, width - len(row))) for row in rows])
+    projected = projector(stacked)
+    return [frames[:count] for frames, count in zip(projected, counts, strict=True)]
+
+
+class SpecAugment:
+    """Whisper's SpecAugment (transformers' `_compute_mask_indices`, zeroed spans) on the padded 30 s features,
+    as the reference applies it. That function draws from numpy's global generator, so a private state is
+    swapped in around each call: the masks are reproducible and resumable, and nothing else is disturbed."""
+
+    def __init__(self, config: TrainConfig, seed: int) -> None:
+        self.config = config
+        self.rng = np.random.RandomState(seed)
+
+    @contextlib.contextmanager
+    def _own_numpy_state(self) -> Iterator[None]:
+        saved = np.random.get_state()
+        np.random.set_state(self.rng.get_state())
+        try:
+            yield
+        finally:
+            self.rng.set_state(np.random.get_state())
+            np.random.set_state(saved)
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        from transformers.models.whisper.modeling_whisper import _compute_mask_indices
+
+        c = self.config
+        batch, bins, frames = features.shape
+        with self._own_numpy_state():
+            time_mask = (
+                _compute_mask_indices(
+                    (batch, frames), c.mask_time_prob, c.mask_time_length, None, c.mask_time_min_masks
+                )
+                if c.mask_time_prob > 0
+                else None
+            )
+            bin_mask = (
+                _compute_mask_indices((batch, bins), c.mask_feature_prob, c.mask_feature_length, None,
+                                      c.mask_feature_min_masks)
+                if c.mask_feature_prob > 0
+                else None
+            )  # fmt: skip
+        if time_mask is not None:
+            features = features.masked_fill(torch.from_numpy(time_mask).to(features.device)[:, None, :], 0.0)
+        if bin_mask is not None:
+            features = features.masked_fill(torch.from_numpy(bin_mask).to(features.device)[:, :, None], 0.0)
+        return features
+
+    def state(self) -> list[Any]:
+        name, keys, position, has_gauss, gauss = self.rng.get_state()
+        return [name, keys.tolist(), int(position), int(has_gauss), float(gauss)]
+
+    def load_state(self, state: list[Any]) -> None:
+        name, keys, position, has_gauss, gauss = state
+        self.rng.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, gauss))
