@@ -23,8 +23,11 @@ _tinyaudio_dirs() {
 _tinyaudio_align() {
     case $prev in
         --device) _tinyaudio_words "auto cpu cuda" "$cur"; return ;;
-        --dtype|--format|-f|--max-words-per-line|--model|-m) :; return ;;
-        --output-dir|-o) _tinyaudio_files "$cur"; return ;;
+        --dtype) _tinyaudio_words "auto float32 bfloat16 float16" "$cur"; return ;;
+        --format|-f) _tinyaudio_words "json srt vtt tsv" "$cur"; return ;;
+        --max-words-per-line) :; return ;;
+        --model|-m) _tinyaudio_words "tiny-en" "$cur"; _tinyaudio_dirs "$cur"; return ;;
+        --output-dir|-o) _tinyaudio_dirs "$cur"; return ;;
     esac
     if [[ $cur != -* ]] && _tinyaudio_align_argument; then return; fi
     _tinyaudio_words "--device --dtype --format --help --highlight-words --json --max-words-per-line --model --no-vad --output-dir --overwrite --quiet --srt --vtt -f -h -m -o -q" "$cur"

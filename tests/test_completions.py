@@ -18,7 +18,7 @@ from tinyaudio_cli.data.evaldata import DATASETS
 from tinyaudio_cli.inference.writers import ALL_FORMATS, FORMATS
 
 COMPLETIONS = Path(__file__).resolve().parents[1] / "completions"
-COMMANDS = ["download", "eval", "export", "info", "train", "transcribe"]
+COMMANDS = ["align", "download", "eval", "export", "info", "train", "transcribe"]
 FORMAT_CHOICES = [*FORMATS, ALL_FORMATS]
 
 

@@ -85,6 +85,7 @@ def value_hints() -> dict[tuple[str, str], Values]:
     "*" as the command matches every command. Each entry must match a parameter: `describe_app` fails
     otherwise, so a renamed option cannot silently lose its completion.
     """
+    from .cli.align import ALIGN_FORMATS
     from .data.evaldata import DATASETS
     from .inference.writers import ALL_FORMATS, FORMATS
     from .model.loading import BUNDLED_MODELS, DTYPES
@@ -97,6 +98,10 @@ def value_hints() -> dict[tuple[str, str], Values]:
     return {
         ("*", "device"): Values(DEVICES),
         ("transcribe", "formats"): Values((*FORMATS, ALL_FORMATS)),
+        ("align", "formats"): Values(ALIGN_FORMATS),
+        ("align", "dtype"): load_dtypes,
+        ("align", "model"): checkpoint,
+        ("align", "output_dir"): folder,
         ("transcribe", "dtype"): load_dtypes,
         ("eval", "dtype"): load_dtypes,
         ("train", "dtype"): Values(DTYPE_CHOICES),
