@@ -17,7 +17,7 @@ import pytest
 import soundfile as sf
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tinyaudio_cli"
-COMMANDS = ("transcribe", "eval", "train", "download", "export", "info")
+COMMANDS = ("transcribe", "align", "eval", "train", "download", "export", "info")
 # imported only where `importlib.util.find_spec` says they are there: whichever HTTP client huggingface_hub uses
 OPTIONAL_IMPORTS = {"requests", "httpx", "httpx2"}
 
