@@ -80,8 +80,8 @@ def align_file(model: TinyAudioModel, media: Path, text: str, options: AlignOpti
     words = text.split()
     try:
         rough = [
-            model.aligner().transcribe_frames(states[first:last])
-            for _, states, first, last in _encoded(model, media, options)
+            model.aligner().transcribe_frames(states, _token_limit(window))
+            for window, states, _, _ in _encoded(model, media, options)
         ]
         shares = spread_words(words, rough)
         segments: list[Segment] = []
@@ -121,6 +121,11 @@ def spread_words(words: Sequence[str], hypotheses: Sequence[str]) -> list[list[s
         current = region if region is not None else current
         shares[current].append(word)
     return shares
+
+
+def _token_limit(window: EncoderWindow) -> int:
+    """Enough tokens for fast speech over the region (about 8 a second), so a decoder stuck in a loop stops."""
+    return 16 + math.ceil(15 * window.placements[0].length / SAMPLE_RATE)
 
 
 def _plain(word: str) -> str:

@@ -11,6 +11,7 @@ Nothing here imports tinyaudio outside `model/`; the aligner is loaded only when
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 from dataclasses import dataclass
@@ -147,20 +148,25 @@ class WhisperAligner:
 
     @torch.inference_mode()
     def transcribe_frames(self, states: torch.Tensor, max_tokens: int = 224) -> str:
-        """Whisper's own greedy transcript of encoder states [frames, width]: a rough anchor for spreading a
-        given text over speech regions (`tinyaudio align`), not an output. No KV cache: the decoder is small
-        and a region's text short."""
+        """Whisper's own greedy transcript of a window's encoder states [1500, width] (the whole window, as the
+        decoder was trained): a rough anchor for spreading a given text over speech regions (`tinyaudio align`),
+        not an output. Keys and values of past tokens are cached, so each step costs one token."""
         states = states[None].to(self.decoder.embed_tokens.weight.dtype)
-        tokens = list(self.prompt)
+        cache_name = "cache" if "cache" in inspect.signature(self.decoder.forward).parameters else "past_key_values"
+        step_ids, cache, said = list(self.prompt), None, []
         for _ in range(max_tokens):
-            hidden = self.decoder(input_ids=torch.tensor([tokens], device=self.device), encoder_hidden_states=states)
-            logits = hidden.last_hidden_state[0, -1].float() @ self.decoder.embed_tokens.weight.float().T
+            ids = torch.tensor([step_ids], device=self.device)
+            output = self.decoder(input_ids=ids, encoder_hidden_states=states, use_cache=True, **{cache_name: cache})
+            # not .get(): its default would read the deprecated name (and warn) on every step
+            cache = output[cache_name] if cache_name in output else output.past_key_values  # noqa: SIM401
+            logits = output.last_hidden_state[0, -1].float() @ self.decoder.embed_tokens.weight.float().T
             logits[self.end_of_text + 1 :] = -torch.inf  # special tokens and timestamps are never text
             token = int(logits.argmax())
             if token == self.end_of_text:
                 break
-            tokens.append(token)
-        return self.tokenizer.decode(tokens[len(self.prompt) :]).strip()
+            said.append(token)
+            step_ids = [token]
+        return self.tokenizer.decode(said).strip()
 
     def split_words(self, tokens: list[int]) -> tuple[list[str], list[list[int]]]:
         """Tokens grouped into words as `text.split()` splits them: a word starts at a token that begins with a
