@@ -94,8 +94,9 @@ def test_real_whisper_times_known_words():
         states = encoder(features.input_features).last_hidden_state
     aligner = WhisperAligner.load(WHISPER)
     frames = int(np.ceil(len(audio) / SR * 50))
-    timed = snap_to_sound(aligner.align(states, [" ".join(words)], [frames])[0], audio)
-    assert [w.word.strip() for w in timed] == words
+    text = " ".join(words[:4]) + "\n" + " ".join(words[4:])  # a line break is a space between words
+    timed = snap_to_sound(aligner.align(states, [text], [frames])[0], audio)
+    assert [w.word for w in timed] == [f" {word}" for word in words]
     duration = len(audio) / SR
     assert all(0 <= w.start <= w.end <= duration + 0.02 for w in timed)
     assert all(a.start <= b.start for a, b in itertools.pairwise(timed))

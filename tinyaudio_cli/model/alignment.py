@@ -113,7 +113,8 @@ class WhisperAligner:
         """Words of `text` timed against encoder states [frames, width] that hold its audio (a stretch of a
         window: positions stay as the encoder gave them). Times are seconds from the first of these frames."""
         states = states[None].to(self.decoder.embed_tokens.weight.dtype)
-        text_tokens = self.tokenizer.encode(" " + text.strip(), add_special_tokens=False)
+        text = " ".join(text.split())  # a line break inside a segment is a space between two words
+        text_tokens = self.tokenizer.encode(" " + text, add_special_tokens=False)
         if not text.strip() or not text_tokens:
             return []
         tokens = [*self.prompt, *text_tokens, self.end_of_text]
