@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from tinyaudio_cli.audio.media import SAMPLE_RATE
+from tinyaudio_cli.constants import SAMPLE_RATE
 
 ONE_TWO_THREE = (0.6, 0.3, 0.1)
 LEAD_SECONDS = (0.0, 1.0)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from tinyaudio_cli.audio import SAMPLE_RATE
+from tinyaudio_cli.constants import SAMPLE_RATE
 
 EFFECTS = ("speed", "reverb", "noise", "channel")
 EFFECT_COUNT = (0.45, 0.4, 0.15)  # probabilities of 1, 2, 3 effects
