@@ -10,11 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import srt
-from conftest import need
+from conftest import compose, espeak, need
 from tinystack import build_checkpoint
 
 from tinyaudio_cli.cli.app import whisper_style
@@ -112,19 +110,11 @@ def test_bad_align_input_is_one_line_before_any_model_work(tmp_path, source_wav)
 @pytest.mark.skipif(not (REALSTACK / "BUILD_INFO.json").is_file(), reason=f"real bases not built at {REALSTACK}")
 def test_align_times_a_script_and_warns_on_text_that_does_not_belong(tmp_path):
     need("espeak-ng")
-    pieces, starts, cursor = [np.zeros(8000, np.float32)], [], 0.5
+    pieces: list = [0.5]
     for sentence in SENTENCES:
-        wav = tmp_path / "s.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", wav, sentence], check=True)
-        audio, rate = sf.read(wav, dtype="float32")
-        audio = np.interp(np.arange(0, len(audio), rate / 16000), np.arange(len(audio)), audio).astype(np.float32)
-        loud = np.flatnonzero(np.abs(audio) > 0.01)
-        audio = audio[loud[0] : loud[-1] + 1]
-        starts.append(cursor)
-        pieces += [audio, np.zeros(20000, np.float32)]
-        cursor += (len(audio) + 20000) / 16000
-    talk = tmp_path / "talk.wav"
-    sf.write(talk, np.concatenate(pieces), 16000)
+        pieces += [espeak(tmp_path, sentence, speed=150), 1.25]
+    speech = compose(tmp_path, "talk", pieces)
+    talk, starts = speech.path, [start for start, _ in speech.spans]
     (tmp_path / "talk.txt").write_text(" ".join(SENTENCES) + "\n")
     result = tinyaudio("align", talk, "--srt", "--json", "-m", "tiny-en", env={"TINYAUDIO_BASES": BASES})
     assert result.returncode == 0, result.stderr

@@ -8,15 +8,12 @@ import io
 import itertools
 import json
 import os
-import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import srt
 import webvtt
-from conftest import need
+from conftest import compose, espeak, need
 
 from tinyaudio_cli.inference.records import Segment, Transcript, Word
 from tinyaudio_cli.inference.writers import SubtitleOptions, subtitle_cues, write_to_stream
@@ -94,19 +91,11 @@ def test_tiny_en_words_lie_in_their_segments_and_start_near_the_truth(tmp_path):
     from tinyaudio_cli.transcribe import TranscribeOptions, transcribe
 
     need("espeak-ng")
-    pieces, truth, cursor = [np.zeros(8000, np.float32)], [], 0.5
+    pieces: list = [0.5]
     for sentence in ("We will meet at two on Saturday.", "Where did you put the dark table?"):
-        wav = tmp_path / "s.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", wav, sentence], check=True)
-        audio, rate = sf.read(wav, dtype="float32")
-        audio = np.interp(np.arange(0, len(audio), rate / 16000), np.arange(len(audio)), audio).astype(np.float32)
-        loud = np.flatnonzero(np.abs(audio) > 0.01)
-        audio = audio[loud[0] : loud[-1] + 1]
-        truth.append(cursor)
-        pieces += [audio, np.zeros(24000, np.float32)]
-        cursor += (len(audio) + 24000) / 16000
-    clip = tmp_path / "two.wav"
-    sf.write(clip, np.concatenate(pieces), 16000)
+        pieces += [espeak(tmp_path, sentence, speed=150), 1.5]
+    speech = compose(tmp_path, "two", pieces)
+    clip, truth = speech.path, [start for start, _ in speech.spans]
     model = load_model("tiny-en", device="cpu", bases=BASES)
     transcript = transcribe(model, clip, TranscribeOptions(word_timestamps=True))
     assert len(transcript.segments) == 2

@@ -11,7 +11,20 @@ from rich.table import Table
 
 from ..constants import DEFAULT_MODEL
 from ..errors import TinyAudioError, UsageError
-from .options import INPUT_PANEL, OUTPUT_PANEL, DeviceOption, DtypeOption, ModelOption, QuietOption, console
+from .options import (
+    INPUT_PANEL,
+    OUTPUT_PANEL,
+    DeviceOption,
+    DtypeOption,
+    HighlightWordsOption,
+    JsonFlag,
+    MaxWordsPerLineOption,
+    ModelOption,
+    QuietOption,
+    SrtFlag,
+    VttFlag,
+    console,
+)
 
 ALIGN_FORMATS = ("json", "srt", "vtt", "tsv")  # not txt: beside its media, clip.txt is the text being aligned
 
@@ -30,9 +43,9 @@ def align(
             "--format", "-f", help="json, srt, vtt or tsv; repeatable (default json).", rich_help_panel=OUTPUT_PANEL
         ),
     ] = None,
-    srt: Annotated[bool, typer.Option("--srt", help="Same as -f srt.", rich_help_panel=OUTPUT_PANEL)] = False,
-    vtt: Annotated[bool, typer.Option("--vtt", help="Same as -f vtt.", rich_help_panel=OUTPUT_PANEL)] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Same as -f json.", rich_help_panel=OUTPUT_PANEL)] = False,
+    srt: SrtFlag = False,
+    vtt: VttFlag = False,
+    json_: JsonFlag = False,
     output_dir: Annotated[
         Path | None,
         typer.Option(
@@ -46,18 +59,8 @@ def align(
         bool,
         typer.Option("--overwrite", help="Redo inputs whose outputs tinyaudio wrote.", rich_help_panel=OUTPUT_PANEL),
     ] = False,
-    highlight_words: Annotated[
-        bool,
-        typer.Option(
-            "--highlight-words",
-            help="Underline each word in SRT/VTT cues while it is said.",
-            rich_help_panel=OUTPUT_PANEL,
-        ),
-    ] = False,
-    max_words_per_line: Annotated[
-        int | None,
-        typer.Option("--max-words-per-line", min=1, help="Subtitle words per line.", rich_help_panel=OUTPUT_PANEL),
-    ] = None,
+    highlight_words: HighlightWordsOption = False,
+    max_words_per_line: MaxWordsPerLineOption = None,
     no_vad: Annotated[
         bool,
         typer.Option("--no-vad", help="No voice detection: consecutive 30 s windows.", rich_help_panel=INPUT_PANEL),

@@ -86,6 +86,24 @@ ReferenceModeOption = Annotated[
     ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary, errors only.")]
+# output format flags and subtitle layout shared by transcribe and align
+SrtFlag = Annotated[bool, typer.Option("--srt", help="Same as -f srt.", rich_help_panel=OUTPUT_PANEL)]
+VttFlag = Annotated[bool, typer.Option("--vtt", help="Same as -f vtt.", rich_help_panel=OUTPUT_PANEL)]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Same as -f json.", rich_help_panel=OUTPUT_PANEL)]
+HighlightWordsOption = Annotated[
+    bool,
+    typer.Option(
+        "--highlight-words",
+        help="Underline each word in SRT/VTT cues while it is said (in transcribe: implies --word-timestamps).",
+        rich_help_panel=OUTPUT_PANEL,
+    ),
+]
+MaxWordsPerLineOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-words-per-line", min=1, help="Subtitle words per line (with word times).", rich_help_panel=OUTPUT_PANEL
+    ),
+]
 TokenOption = Annotated[
     str | None,
     typer.Option(

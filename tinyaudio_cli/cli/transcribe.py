@@ -33,10 +33,15 @@ from .options import (
     BatchSizeOption,
     DeviceOption,
     DtypeOption,
+    HighlightWordsOption,
+    JsonFlag,
     MaxNewTokensOption,
+    MaxWordsPerLineOption,
     ModelOption,
     QuietOption,
     ReferenceModeOption,
+    SrtFlag,
+    VttFlag,
     console,
     quiet_transformers,
 )
@@ -57,9 +62,9 @@ def transcribe(
             "--format", "-f", help="txt, srt, vtt, json, tsv or all; repeatable.", rich_help_panel=OUTPUT_PANEL
         ),
     ] = None,
-    srt: Annotated[bool, typer.Option("--srt", help="Same as -f srt.", rich_help_panel=OUTPUT_PANEL)] = False,
-    vtt: Annotated[bool, typer.Option("--vtt", help="Same as -f vtt.", rich_help_panel=OUTPUT_PANEL)] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Same as -f json.", rich_help_panel=OUTPUT_PANEL)] = False,
+    srt: SrtFlag = False,
+    vtt: VttFlag = False,
+    json_: JsonFlag = False,
     txt: Annotated[bool, typer.Option("--txt", help="Same as -f txt.", rich_help_panel=OUTPUT_PANEL)] = False,
     output_dir: Annotated[
         str | None,
@@ -104,23 +109,8 @@ def transcribe(
             rich_help_panel=OUTPUT_PANEL,
         ),
     ] = False,
-    highlight_words: Annotated[
-        bool,
-        typer.Option(
-            "--highlight-words",
-            help="Underline each word in SRT/VTT cues while it is said (implies --word-timestamps).",
-            rich_help_panel=OUTPUT_PANEL,
-        ),
-    ] = False,
-    max_words_per_line: Annotated[
-        int | None,
-        typer.Option(
-            "--max-words-per-line",
-            min=1,
-            help="Subtitle words per line (with word timestamps).",
-            rich_help_panel=OUTPUT_PANEL,
-        ),
-    ] = None,
+    highlight_words: HighlightWordsOption = False,
+    max_words_per_line: MaxWordsPerLineOption = None,
     extensions: Annotated[
         list[str] | None,
         typer.Option(
