@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+from clips import read_clip, read_manifest
 
 from tinyaudio_cli.constants import SAMPLE_RATE
 
@@ -33,20 +34,6 @@ GAIN_DB = (-9.0, 3.0)
 NOISY_SHARE = 0.5
 SNR_DB = (10.0, 40.0)
 PEAK_LIMIT = 0.99
-
-
-def read_manifest(path: Path) -> list[dict]:
-    entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for entry in entries:
-        entry["audio"] = str((path.parent / entry["audio"]).resolve())
-    return entries
-
-
-def read_clip(path: str) -> np.ndarray:
-    audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
-    if rate != SAMPLE_RATE:
-        raise SystemExit(f"{path}: {rate} Hz; this script mixes {SAMPLE_RATE} Hz clips only")
-    return audio.mean(axis=1)
 
 
 def silence(rng: np.random.Generator, bounds: tuple[float, float]) -> np.ndarray:

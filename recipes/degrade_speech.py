@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+from clips import read_clip, read_manifest
 
 from tinyaudio_cli.constants import SAMPLE_RATE
 
@@ -38,20 +39,6 @@ RT60_SECONDS = (0.2, 0.9)
 SNR_DB = (0.0, 30.0)
 BABBLE_VOICES = 3
 PEAK_LIMIT = 0.99
-
-
-def read_manifest(path: Path) -> list[dict]:
-    entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for entry in entries:
-        entry["audio"] = str((path.parent / entry["audio"]).resolve())
-    return entries
-
-
-def read_clip(path: str) -> np.ndarray:
-    audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
-    if rate != SAMPLE_RATE:
-        raise SystemExit(f"{path}: {rate} Hz; this script degrades {SAMPLE_RATE} Hz clips only")
-    return audio.mean(axis=1)
 
 
 def rms(audio: np.ndarray) -> float:
