@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import need
+from conftest import compose, espeak, need
 
 from tinyaudio_cli.errors import TinyAudioError
 from tinyaudio_cli.model.alignment import WhisperAligner, WordTiming, dtw, snap_to_sound
@@ -56,38 +55,21 @@ needs_whisper = pytest.mark.skipif(
 )
 
 
-def _spoken_words(words: list[str], gaps: list[float]) -> tuple[np.ndarray, list[tuple[float, float]]]:
-    need("espeak-ng", "ffmpeg")
-    parts, truth, cursor = [np.zeros(int(0.3 * SR), np.float32)], [], 0.3
-    for word, gap in zip(words, gaps, strict=True):
-        raw = subprocess.run(
-            ["espeak-ng", "-v", "en-us", "-s", "160", "--stdout", word], capture_output=True, check=True
-        )
-        pcm = subprocess.run(
-            ["ffmpeg", "-loglevel", "error", "-i", "-", "-ar", str(SR), "-ac", "1", "-f", "f32le", "-"],
-            input=raw.stdout,
-            capture_output=True,
-            check=True,
-        ).stdout
-        audio = np.frombuffer(pcm, np.float32)
-        loud = np.flatnonzero(np.abs(audio) > 0.01)
-        audio = audio[loud[0] : loud[-1] + 1]
-        truth.append((cursor, cursor + len(audio) / SR))
-        parts += [audio, np.zeros(int(gap * SR), np.float32)]
-        cursor += len(audio) / SR + int(gap * SR) / SR
-    return np.concatenate(parts), truth
-
-
 @pytest.mark.slow
 @needs_whisper
-def test_real_whisper_times_known_words():
+def test_real_whisper_times_known_words(tmp_path):
     from transformers import WhisperFeatureExtractor
 
     from tinyaudio_cli.model.loading import load_whisper_encoder
 
     words = ["please", "remember", "to", "check", "the", "timestamps", "of", "every", "region"]
     gaps = [0.3, 0.1, 0.25, 0.4, 0.15, 0.2, 0.35, 0.1, 0.3]
-    audio, truth = _spoken_words(words, gaps)
+    need("espeak-ng", "ffmpeg")
+    pieces: list = [0.3]
+    for word, gap in zip(words, gaps, strict=True):
+        pieces += [espeak(tmp_path, word, speed=160), gap]
+    speech = compose(tmp_path, "words", pieces)
+    audio, truth = speech.audio, speech.spans
     features = WhisperFeatureExtractor.from_pretrained(WHISPER)(audio, sampling_rate=SR, return_tensors="pt")
     encoder = load_whisper_encoder(WHISPER, torch.float32, torch.device("cpu"), "sdpa")
     with torch.inference_mode():
