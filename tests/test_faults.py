@@ -116,6 +116,7 @@ def current_umask() -> int:
     return mask
 
 
+@pytest.mark.slow  # whole processes or runs: out of the fast loop (-m 'not slow')
 def test_export_refuses_another_models_folder_and_overwrite_replaces_only_its_files(
     checkpoint: Path, tmp_path: Path
 ) -> None:
@@ -316,6 +317,7 @@ def test_resume_skips_a_damaged_newest_checkpoint(
     assert tinyaudio("transcribe", clip, "-m", run / "checkpoint-4", "-o", tmp_path / "t", "-q").returncode == 0
 
 
+@pytest.mark.slow  # whole processes or runs: out of the fast loop (-m 'not slow')
 def test_resume_with_no_intact_checkpoint_is_one_line(train_args: list[str], tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert tinyaudio(*train_args, "-o", run, "--max-steps", "2", "--save-steps", "2").returncode == 0

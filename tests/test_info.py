@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 from tinystack import build_checkpoint, fake_hub_cache
 
 from tinyaudio_cli.model import TinyAudioConfig
 
 
+@pytest.mark.slow  # whole processes or runs: out of the fast loop (-m 'not slow')
 def test_info_lists_cached_checkpoints_and_their_bases(tmp_path):
     checkpoint = build_checkpoint(tmp_path / "src", "llama")
     config = TinyAudioConfig.from_pretrained(checkpoint)

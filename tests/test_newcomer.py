@@ -59,6 +59,7 @@ def test_offline_hint_for_a_shipped_model_names_the_shipped_model(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # whole processes or runs: out of the fast loop (-m 'not slow')
 def test_info_lists_shipped_models_dependencies_and_missing_base_folders(tmp_path):
     env = {"TINYAUDIO_BASES": f"openai/whisper-tiny.en={tmp_path / 'gone'}", "HF_HUB_CACHE": str(tmp_path)}
     result = tinyaudio("info", "--json", env=env)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,6 +117,7 @@ def _band_energy(audio: np.ndarray, low: float, high: float) -> float:
     return float(spectrum[(freqs >= low) & (freqs < high)].sum())
 
 
+@pytest.mark.slow  # whole processes or runs: out of the fast loop (-m 'not slow')
 def test_degraded_copies_keep_text_and_apply_what_they_name(tmp_path: Path) -> None:
     times = np.arange(2 * RATE) / RATE
     # a low and a high tone: the telephone band keeps the first and removes the second

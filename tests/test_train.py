@@ -285,6 +285,7 @@ def test_streamed_dataset_position_restores_exactly(tmp_path, monkeypatch):
 # -- training --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # whole processes or runs: out of the fast loop (-m 'not slow')
 def test_overfits_keeps_frozen_parts_and_writes_a_usable_checkpoint(bases, speech, tmp_path):
     config = tiny_config(
         bases, tmp_path / "run", speech,

@@ -266,6 +266,7 @@ def test_no_vad_reads_the_whole_file_in_30_second_windows(checkpoint, long_speec
 # -- what the user sees -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # whole processes or runs: out of the fast loop (-m 'not slow')
 def test_failed_lines_are_one_line_each_in_a_pipe(checkpoint, encoded, tmp_path):
     deep = tmp_path / ("a_rather_long_folder_name_for_recordings_" * 3) / "2026-11-30 interviews and meetings"
     deep.mkdir(parents=True)

@@ -115,6 +115,9 @@ def whisper_style(argv: list[str]) -> list[str]:
     translated: list[str] = []
     index = 0
     while index < len(argv):
+        if argv[index] == "--":  # what follows is file names, whatever they look like
+            translated += argv[index:]
+            break
         name, equals, value = argv[index].partition("=")
         if name in WHISPER_OPTIONS:
             translated.append(WHISPER_OPTIONS[name] + equals + value)
