@@ -30,7 +30,7 @@ from tinyaudio_cli.training import trainer as train_module
 from tinyaudio_cli.training.checkpoints import read_metrics
 from tinyaudio_cli.training.config import DataSource, TrainConfig, resolve_config
 from tinyaudio_cli.training.data import EncoderCache, ExampleStream, Preparer, collate, open_source, prepare_target
-from tinyaudio_cli.training.loss import project, target_loss
+from tinyaudio_cli.training.loss import ctc_loss, project, target_loss
 from tinyaudio_cli.training.resume import STATE_NAME
 from tinyaudio_cli.training.smoke import SMOKE_AUDIO
 from tinyaudio_cli.training.trainer import Trainer, train
@@ -340,6 +340,52 @@ def test_overfits_keeps_frozen_parts_and_writes_a_usable_checkpoint(bases, speec
     again = train(continued, quiet=True)
     assert train_losses(again.output_dir)[0] < 0.5 * losses[0]
     assert yaml.safe_load((again.final_model / "train_config.yaml").read_text())["hidden_dim"] == 256
+
+
+def ctc_greedy(model, frames: torch.Tensor) -> list[int]:
+    """Best path of CTC over [mean embedding (blank); token embeddings], repeats merged, blanks dropped."""
+    embeddings = model.lm.get_input_embeddings().weight
+    best = (frames @ torch.cat([embeddings.mean(0, keepdim=True), embeddings]).T).argmax(-1).tolist()
+    return [b - 1 for i, b in enumerate(best) if b != 0 and (i == 0 or b != best[i - 1])]
+
+
+def test_ctc_only_run_puts_the_words_in_the_projector_frames(bases, speech, tmp_path):
+    """lm_weight=0, ctc_weight=1: no LM pass, and the projector learns to emit each word's own LM embedding in
+    order (CTC's best path over the frames spells the transcript's tokens)."""
+    config = tiny_config(
+        bases, tmp_path / "run", speech, experts=2, hidden_dim=128, max_steps=150, warmup_steps=5,
+        lr_scheduler="constant_with_warmup", batch_size=4, grad_accum=1, log_steps=10, projector_dropout=0.0,
+        mask_time_prob=0.0, cache_encoder=True, lm_weight=0.0, ctc_weight=1.0,
+    )  # fmt: skip
+    trainer = Trainer(config, quiet=True)
+    calls = []
+    trainer.model.lm.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        result = trainer.run()
+    finally:
+        trainer.close()
+    assert not calls, "a CTC-only run must not run the LM"
+    records = [r for r in read_metrics(result.output_dir / "metrics.jsonl") if r["split"] == "train"]
+    assert records[-1]["ctc_loss"] < 0.2 * records[0]["ctc_loss"], [r["ctc_loss"] for r in records]
+    assert records[-1]["loss"] == records[-1]["ctc_loss"]  # "loss" is what the run optimises
+
+    model = trainer.model
+    model.projector.eval()
+    source = open_source(DataSource(str(speech)), False, 0, shuffle=False, loop=False)
+    examples = list(ExampleStream([source], [1.0], 0, Preparer(model, 30 * 16_000, True, None)))
+    with torch.no_grad():
+        frames = project(model, model.projector, collate(examples, model.feature_extractor))
+        decoded = [ctc_greedy(model, f) for f in frames]
+        summed = ctc_loss(model, frames, [e.targets for e in examples])
+    assert decoded == [e.targets[:-1] for e in examples]  # without the end of turn, which is never said
+    assert 0 <= summed.item() < 0.2 * records[0]["ctc_loss"] * sum(len(e.targets) for e in examples)
+
+
+def test_loss_weights_are_checked(bases, speech, tmp_path):
+    with pytest.raises(TinyAudioError, match="cannot both be 0"):
+        tiny_config(bases, tmp_path, speech, lm_weight=0.0, ctc_weight=0.0).validate()
+    with pytest.raises(TinyAudioError, match="must not be negative"):
+        tiny_config(bases, tmp_path, speech, ctc_weight=-1.0).validate()
 
 
 def test_resumed_run_equals_uninterrupted_run(bases, noisy_speech, tmp_path):

@@ -168,6 +168,18 @@ class TrainConfig:
     adam_epsilon: float = field(default=1e-8, metadata=_meta("AdamW ε.", OPTIM_PANEL))
     max_grad_norm: float = field(default=1.0, metadata=_meta("Gradient clipping norm (0: none).", OPTIM_PANEL))
     label_smoothing: float = field(default=0.0, metadata=_meta("Label smoothing of the cross-entropy.", OPTIM_PANEL))
+    lm_weight: float = field(
+        default=1.0,
+        metadata=_meta("Weight of the LM's cross-entropy on the transcript (0: CTC only, no LM pass).", OPTIM_PANEL),
+    )
+    ctc_weight: float = field(
+        default=0.0,
+        metadata=_meta(
+            "Weight of an auxiliary CTC loss scoring the projector's frames against the LM's own token "
+            "embeddings (speeds up learning on small data).",
+            OPTIM_PANEL,
+        ),
+    )
     seed: int = field(default=42, metadata=_meta("Seed of initialisation, data order, dropout, masks.", OPTIM_PANEL))
     # SpecAugment on the log-mel features (Whisper's implementation)
     mask_time_prob: float = field(default=0.10, metadata=_meta("Time-mask probability.", AUGMENT_PANEL))
@@ -245,6 +257,8 @@ class TrainConfig:
         for name in ("warmup_steps", "save_steps", "eval_steps", "keep_last", "eval_loss_samples", "eval_wer_samples"):
             check(getattr(self, name) >= 0, f"{name} must not be negative")
         check(self.learning_rate > 0, "learning_rate must be positive")
+        check(self.lm_weight >= 0 and self.ctc_weight >= 0, "lm_weight and ctc_weight must not be negative")
+        check(self.lm_weight + self.ctc_weight > 0, "lm_weight and ctc_weight cannot both be 0")
         check(self.lr_scheduler in SCHEDULERS, f"lr_scheduler must be one of {', '.join(SCHEDULERS)}")
         check(0 < self.max_audio_seconds <= WINDOW_SECONDS, f"max_audio_seconds must be in (0, {WINDOW_SECONDS:g}]")
         for name in ("mask_time_prob", "mask_feature_prob", "projector_dropout", "label_smoothing"):

@@ -39,7 +39,7 @@ from ..errors import TinyAudioError
 from .checkpoints import MetricsLog, rng_state, set_rng_state
 from .config import NO_DECAY_PATTERNS, SKIP_REASONS, TrainConfig, load_config_file
 from .data import EncoderCache, Example, ExampleStream, Loader, MicroBatch, Preparer, collate, open_source
-from .loss import SpecAugment, project, target_loss
+from .loss import SpecAugment, ctc_loss, project, target_loss
 from .resume import (
     CACHE_DIR_NAME,
     CHECKPOINT_PREFIX,
@@ -136,6 +136,7 @@ class _Window:
     """What happened since the last log record."""
 
     loss_sum: float = 0.0
+    ctc_sum: float = 0.0
     tokens: float = 0.0
     examples: float = 0.0
     started: float = field(default_factory=time.perf_counter)
@@ -342,24 +343,31 @@ class Trainer:
     def _optimizer_step(self, group: list[MicroBatch], stop_vote: bool) -> tuple[float, int, bool]:
         """Forward and backward over the group's micro-batches, then one update.
 
-        Returns this rank's loss sum and target tokens, and whether any rank asked to stop.
+        Returns this rank's LM and CTC loss sums and target tokens, and whether any rank asked to stop.
         """
         tokens = sum(len(example.targets) for batch in group for example in batch.examples)
         examples = sum(len(batch.examples) for batch in group)
         global_tokens, global_examples, votes = self.dist.sum([tokens, examples, float(stop_vote)])
         # DDP averages gradients over ranks: scaling by world / global tokens makes the sum a per-token mean
         scale = self.dist.world / global_tokens
-        loss_sum = 0.0
+        c = self.config
+        lm_sum, ctc_sum = 0.0, 0.0
         for index, batch in enumerate(group):
             synchronise = index == len(group) - 1 or self.dist.world == 1
             with contextlib.nullcontext() if synchronise else self.projector.no_sync():
                 with self._autocast():
                     frames = project(self.model, self.projector, batch, self.spec_augment, self.cache)
-                    loss, _ = target_loss(
-                        self.model, frames, [e.targets for e in batch.examples], self.config.label_smoothing
-                    )
+                    targets = [e.targets for e in batch.examples]
+                    loss = torch.zeros((), device=self.device)
+                    if c.lm_weight:
+                        lm_loss, _ = target_loss(self.model, frames, targets, c.label_smoothing)
+                        loss = loss + c.lm_weight * lm_loss
+                        lm_sum += lm_loss.item()
+                    if c.ctc_weight:
+                        ctc = ctc_loss(self.model, frames, targets)
+                        loss = loss + c.ctc_weight * ctc
+                        ctc_sum += ctc.item()
                 self.scaler.scale(loss * scale).backward()
-            loss_sum += loss.item()
         self.scaler.unscale_(self.optimizer)
         limit = self.config.max_grad_norm if self.config.max_grad_norm > 0 else math.inf
         self.grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.projector.parameters(), limit))
@@ -370,7 +378,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.samples_seen += int(global_examples)
         self.tokens_seen += int(global_tokens)
-        return loss_sum, tokens, votes > 0
+        return lm_sum, ctc_sum, tokens, votes > 0
 
     def run(self, stop_after_steps: int | None = None, time_limit_minutes: float | None = None) -> TrainResult:
         """Train to max_steps, or until stopped (steps or minutes for this run, SIGINT/SIGTERM), with a checkpoint."""
@@ -388,14 +396,18 @@ class Trainer:
                     group, position = loader.next()
                     out_of_time = deadline is not None and time.perf_counter() > deadline
                     enough = stop_after_steps is not None and self.step - self.start_step + 1 >= stop_after_steps
-                    loss_sum, tokens, stop = self._optimizer_step(group, interrupt.raised or out_of_time or enough)
+                    loss_sum, ctc_sum, tokens, stop = self._optimizer_step(
+                        group, interrupt.raised or out_of_time or enough
+                    )
                     self.step += 1
                     self.position = position
                     window.loss_sum += loss_sum
+                    window.ctc_sum += ctc_sum
                     window.tokens += tokens
                     window.examples += sum(len(batch.examples) for batch in group) * self.dist.world
                     speed = window.examples / max(time.perf_counter() - window.started, 1e-9)
-                    progress.update(task, completed=self.step, loss=f"{loss_sum / max(tokens, 1):.4f}",
+                    shown = loss_sum if c.lm_weight else ctc_sum  # what the run optimises
+                    progress.update(task, completed=self.step, loss=f"{shown / max(tokens, 1):.4f}",
                                     lr=f"{self.lr:.2e}", speed=f"{speed:.1f}")  # fmt: skip
                     if self.step % c.log_steps == 0 or self.step == 1:
                         self._log_train(window)
@@ -452,14 +464,16 @@ class Trainer:
         return {reason: int(count) for reason, count in zip(SKIP_REASONS, counts, strict=True)}
 
     def _log_train(self, window: _Window) -> None:
-        loss_sum, tokens = self.dist.sum([window.loss_sum, window.tokens])
+        loss_sum, ctc_sum, tokens = self.dist.sum([window.loss_sum, window.ctc_sum, window.tokens])
         skipped = self._skipped()
         seconds = max(time.perf_counter() - window.started, 1e-9)
-        self.last_train_loss = loss_sum / max(tokens, 1)
+        # "loss" is the LM's cross-entropy per token, or the CTC loss per token in a CTC-only run
+        self.last_train_loss = (loss_sum if self.config.lm_weight else ctc_sum) / max(tokens, 1)
         record = {
             "step": self.step,
             "split": "train",
             "loss": self.last_train_loss,
+            **({"ctc_loss": ctc_sum / max(tokens, 1)} if self.config.ctc_weight else {}),
             "lr": self.lr,
             "grad_norm": self.grad_norm,
             "samples_per_second": window.examples / seconds,
