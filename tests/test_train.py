@@ -26,6 +26,7 @@ from tinyaudio_cli.cli import app
 from tinyaudio_cli.errors import TinyAudioError
 from tinyaudio_cli.model import TinyAudioConfig, create_model, load_model
 from tinyaudio_cli.training import data as data_module
+from tinyaudio_cli.training import loss as loss_module
 from tinyaudio_cli.training import trainer as train_module
 from tinyaudio_cli.training.checkpoints import read_metrics
 from tinyaudio_cli.training.config import DataSource, TrainConfig, resolve_config
@@ -349,9 +350,11 @@ def ctc_greedy(model, frames: torch.Tensor) -> list[int]:
     return [b - 1 for i, b in enumerate(best) if b != 0 and (i == 0 or b != best[i - 1])]
 
 
-def test_ctc_only_run_puts_the_words_in_the_projector_frames(bases, speech, tmp_path):
+def test_ctc_only_run_puts_the_words_in_the_projector_frames(bases, speech, tmp_path, monkeypatch):
     """lm_weight=0, ctc_weight=1: no LM pass, and the projector learns to emit each word's own LM embedding in
-    order (CTC's best path over the frames spells the transcript's tokens)."""
+    order (CTC's best path over ALL the LM's tokens spells the transcript's tokens), though the loss only scores
+    the first CTC_VOCABULARY ids and the batch's own tokens."""
+    monkeypatch.setattr(loss_module, "CTC_VOCABULARY", 64)  # the tiny LM has 374: the subset path is taken
     config = tiny_config(
         bases, tmp_path / "run", speech, experts=2, hidden_dim=128, max_steps=150, warmup_steps=5,
         lr_scheduler="constant_with_warmup", batch_size=4, grad_accum=1, log_steps=10, projector_dropout=0.0,

@@ -57,22 +57,37 @@ def target_loss(
     return loss, len(labels)
 
 
-def ctc_loss(model: TinyAudioModel, frames: Sequence[torch.Tensor], targets: Sequence[list[int]]) -> torch.Tensor:
+# CTC scores a frame against every token of these and of the batch's transcripts: the first ids of a BPE vocabulary
+# are its earliest merges, the commonest pieces. A softmax over all of SmolLM's 49k tokens made most of a CPU step.
+CTC_VOCABULARY = 8192
+
+
+def ctc_loss(
+    model: TinyAudioModel,
+    frames: Sequence[torch.Tensor],
+    targets: Sequence[list[int]],
+    vocabulary: int | None = None,
+) -> torch.Tensor:
     """Summed CTC loss of the transcript tokens (end of turn left out) over each example's projector frames.
 
     A frame's score for a token is its dot product with the token's input embedding in the frozen LM, so the
     loss pulls each frame toward the embedding of a word being said, a place the LM already knows how to read.
     The LM loss alone teaches this slowly: on an hour of speech its gradient, through the whole frozen LM,
     long says "predict the usual sentence", and the projector learns to carry no words. The blank is the mean
-    token embedding (a fixed, word-less direction: no parameter that a checkpoint would have to carry).
+    token embedding (a fixed, word-less direction: no parameter that a checkpoint would have to carry). The
+    classes are the first `vocabulary` (default CTC_VOCABULARY) token ids plus every token of the batch's transcripts.
     """
+    labels = [target[:-1] for target in targets]  # the end-of-turn token is not said
     embeddings = model.lm.get_input_embeddings().weight
-    table = torch.cat([embeddings.mean(0, keepdim=True), embeddings]).to(frames[0].dtype)  # blank is class 0
+    said = {token for label in labels for token in label}
+    first = CTC_VOCABULARY if vocabulary is None else vocabulary
+    classes = sorted(said.union(range(min(first, len(embeddings)))))
+    column = {token: index + 1 for index, token in enumerate(classes)}  # blank is class 0
+    table = torch.cat([embeddings.mean(0, keepdim=True), embeddings[classes]]).to(frames[0].dtype)
     lengths = torch.tensor([len(f) for f in frames])
     padded = torch.nn.utils.rnn.pad_sequence(list(frames), batch_first=True)
-    log_probs = (padded @ table.T).float().log_softmax(-1).transpose(0, 1)  # [time, batch, 1 + vocab]
-    labels = [target[:-1] for target in targets]  # the end-of-turn token is not said
-    flat = torch.tensor([token + 1 for label in labels for token in label], device=padded.device)
+    log_probs = (padded @ table.T).float().log_softmax(-1).transpose(0, 1)  # [time, batch, classes]
+    flat = torch.tensor([column[token] for label in labels for token in label], device=padded.device)
     return F.ctc_loss(
         log_probs, flat, lengths, torch.tensor([len(label) for label in labels]), blank=0,
         reduction="sum", zero_infinity=True,  # a clip too short for its text is left out, not infinite
