@@ -64,6 +64,9 @@ class SpeechRegion:
 
     start: float
     end: float
+    # Silero's mean speech probability over the region's frames, padding included (None without VAD): how
+    # sure the VAD is that this is speech, for telling real speech from text a model invents over noise
+    speech_probability: float | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -162,6 +165,7 @@ class _Cut:
     start: int
     end: int
     regions: list[tuple[int, int]]
+    probabilities: list[float | None] = field(default_factory=list)  # per region: mean speech score
 
 
 class _Segmenter:
@@ -282,7 +286,14 @@ class _Segmenter:
         padded.append((start, end))
         self.regions = []
         self.emitted_until = end
-        return _Cut(padded[0][0], end, padded)
+        return _Cut(padded[0][0], end, padded, [self._mean_score(a, b) for a, b in padded])
+
+    def _mean_score(self, start: int, end: int) -> float | None:
+        """The mean score of the frames overlapping samples [start, end) that are still kept (keep_from keeps
+        those of every region not yet emitted); None when none is."""
+        first = max(start // FRAME_SAMPLES - self.scores_from, 0)
+        last = min(-(-end // FRAME_SAMPLES) - self.scores_from, len(self.scores))
+        return round(float(np.mean(self.scores[first:last])), 4) if last > first else None
 
     def _split_region(self) -> _Cut | None:
         """Cut a region too long for one window; the region stays open after the cut.
@@ -300,7 +311,7 @@ class _Segmenter:
                 self.piece_start = self.emitted_until = self.samples_seen - self.pad
                 return None
         self.piece_start = self.emitted_until = end
-        return _Cut(start, end, [(start, end)])
+        return _Cut(start, end, [(start, end)], [self._mean_score(start, end)])
 
     def _quietest_point(self, lowest: int, highest: int) -> int:
         """The middle of the lowest-scoring frame whose middle lies in [lowest, highest]."""
@@ -348,7 +359,10 @@ def iter_speech_windows(blocks: Iterable[np.ndarray], options: VadOptions | None
 def _window(cut: _Cut, audio: np.ndarray, audio_start: int) -> SpeechWindow:
     # A copy, so the window doesn't pin the whole buffer it was cut from.
     samples = audio[cut.start - audio_start : cut.end - audio_start].copy()
-    regions = [SpeechRegion(start / SAMPLE_RATE, end / SAMPLE_RATE) for start, end in cut.regions]
+    regions = [
+        SpeechRegion(start / SAMPLE_RATE, end / SAMPLE_RATE, probability)
+        for (start, end), probability in zip(cut.regions, cut.probabilities, strict=True)
+    ]
     return SpeechWindow(start=cut.start / SAMPLE_RATE, samples=samples, regions=regions)
 
 
