@@ -151,8 +151,9 @@ def human_clips(manifests: list[Path], limit: int | None) -> list[Path]:
     return paths
 
 
-def decode(model_name: str, groups: dict[str, list[Path]], batch_size: int) -> list[dict]:
-    """One record per segment: group, clip, whether the VAD was on, text and confidence."""
+def decode(model_name: str, groups: dict[str, list[Path]], batch_size: int, saved: Path) -> list[dict]:
+    """One record per segment: group, clip, whether the VAD was on, text and confidence (saved after each
+    group, so that a run stopped half way shows what it has with --reuse)."""
     import torch
 
     from tinyaudio_cli.audio.vad import VadOptions
@@ -185,6 +186,7 @@ def decode(model_name: str, groups: dict[str, list[Path]], batch_size: int) -> l
                     }
                 )
             print(f"{group:9} vad={vad!s:5} {result.path.name}: {len(result.transcript.segments)} segments", flush=True)
+        saved.write_text(json.dumps(records, indent=1))
     return records
 
 
@@ -268,8 +270,7 @@ def main() -> None:
             "espeak": make_espeak(args.work / "espeak", args.espeak),
             "human": human_clips(args.speech, args.human_limit),
         }
-        records = decode(args.model, groups, args.batch_size)
-        saved.write_text(json.dumps(records, indent=1))
+        records = decode(args.model, groups, args.batch_size, saved)
     from tinyaudio_cli.inference.confidence import DEFAULT_MIN_AVG_LOGPROB, DEFAULT_MIN_SPEECH_PROBABILITY
 
     print(f"model {args.model}: {saved}")

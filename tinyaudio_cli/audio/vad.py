@@ -64,7 +64,7 @@ class SpeechRegion:
 
     start: float
     end: float
-    # Silero's mean speech probability over the region's frames, padding included (None without VAD): how
+    # Silero's mean speech probability over the region's speech, its padding left out (None without VAD): how
     # sure the VAD is that this is speech, for telling real speech from text a model invents over noise
     speech_probability: float | None = field(default=None, compare=False)
 
@@ -192,6 +192,7 @@ class _Segmenter:
         self.piece_start = 0  # where the region in progress begins in the current window
         self.silence_from: int | None = None  # where the region in progress last went quiet
         self.regions: list[tuple[int, int]] = []  # closed regions of the current window
+        self.probabilities: list[float | None] = []  # of each closed region: its mean score, padding left out
         self.emitted_until = 0  # no window may begin before the end of the last one
         self.scores: list[float] = []  # scores since frame scores_from, for finding quiet cut points
         self.scores_from = 0
@@ -251,6 +252,7 @@ class _Segmenter:
             if self.regions and self.onset - self.regions[-1][1] > self.merge_gap:
                 cuts.append(self._cut_window(next_onset=self.onset))
             self.regions.append((self.piece_start, end))
+            self.probabilities.append(self._mean_score(max(self.onset, self.piece_start), end))
         self.onset = self.silence_from = None
 
     def _enforce_limits(self, cuts: list[_Cut]) -> None:
@@ -284,13 +286,14 @@ class _Segmenter:
         if limit is not None:
             end = min(end, limit)
         padded.append((start, end))
-        self.regions = []
+        cut = _Cut(padded[0][0], end, padded, self.probabilities)
+        self.regions, self.probabilities = [], []
         self.emitted_until = end
-        return _Cut(padded[0][0], end, padded, [self._mean_score(a, b) for a, b in padded])
+        return cut
 
     def _mean_score(self, start: int, end: int) -> float | None:
-        """The mean score of the frames overlapping samples [start, end) that are still kept (keep_from keeps
-        those of every region not yet emitted); None when none is."""
+        """The mean score of the frames overlapping samples [start, end) (keep_from keeps those of the region in
+        progress); None when there is none."""
         first = max(start // FRAME_SAMPLES - self.scores_from, 0)
         last = min(-(-end // FRAME_SAMPLES) - self.scores_from, len(self.scores))
         return round(float(np.mean(self.scores[first:last])), 4) if last > first else None
@@ -310,8 +313,11 @@ class _Segmenter:
             if end <= start:  # nothing but that pause since the last cut: skip ahead, still open
                 self.piece_start = self.emitted_until = self.samples_seen - self.pad
                 return None
+        assert self.onset is not None  # only a region in progress is split
+        quiet_from = self.silence_from if self.silence_from is not None and self.silence_from > start else end
+        core = self._mean_score(max(self.onset, start), min(end, quiet_from))
         self.piece_start = self.emitted_until = end
-        return _Cut(start, end, [(start, end)], [self._mean_score(start, end)])
+        return _Cut(start, end, [(start, end)], [core])
 
     def _quietest_point(self, lowest: int, highest: int) -> int:
         """The middle of the lowest-scoring frame whose middle lies in [lowest, highest]."""
