@@ -117,9 +117,8 @@ def test_music_is_dropped_from_text_and_subtitles_and_marked_in_json(checkpoint,
 def test_bad_min_confidence_is_one_usage_line(checkpoint, source_wav, value, tmp_path):
     result = run(checkpoint, source_wav, "--min-confidence", value, "-o", tmp_path)
     assert result.exit_code == 2, result.output
-    assert [line for line in result.output.splitlines() if line.strip()] == [
-        line for line in result.output.splitlines() if line.startswith("error: --min-confidence must be")
-    ] != []
+    [line] = [line for line in result.output.splitlines() if line.strip()]
+    assert line.startswith("error: --min-confidence must be")
     assert list(tmp_path.iterdir()) == []
     result = CliRunner().invoke(app, ["eval", "--folder", str(tmp_path), "--min-confidence", value])
     assert result.exit_code == 2 and result.output.startswith("error: --min-confidence must be"), result.output
