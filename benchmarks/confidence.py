@@ -11,7 +11,7 @@ and over a grid of thresholds.
 
     python benchmarks/confidence.py -m tiny-en [--speech /work/h18/split/check.jsonl ...] [--work DIR]
 
-Decoded segments are saved in DIR/<model>.json; `--reuse` reports from that file without decoding again.
+Each clip's segments are saved in DIR/<model>.json; a rerun decodes only clips not there yet (--fresh: all).
 Run it with the real small stack (TINYAUDIO_BASES, HF_HUB_OFFLINE=1) and OMP_NUM_THREADS=1.
 """
 
@@ -94,6 +94,11 @@ def nonspeech_sources() -> dict[str, list[str]]:
             sources[f"pulse-{root}-{rate}hz-{depth}"] = [
                 "-f", "lavfi", "-i", f"aevalsrc=exprs='{pulse}*({tones})':s={SAMPLE_RATE}:{d}",
             ]  # fmt: skip
+    for i in range(32):  # more of that: triads (major, minor) on other roots, pulsing at 3-4.5 Hz
+        root, third = 110 * 2 ** ((i * 5 % 24) / 12), (1.26, 1.189)[i % 2]
+        pulse = f"0.12*(1+{0.8 + 0.05 * (i % 5):.2f}*sin(2*PI*{3 + 0.5 * (i % 4)}*t))"
+        tones = "+".join(f"sin(2*PI*{root:.1f}*{ratio}*t)" for ratio in (1, third, 1.498))
+        sources[f"sweep-{i:02d}"] = ["-f", "lavfi", "-i", f"aevalsrc=exprs='{pulse}*({tones})':s={SAMPLE_RATE}:{d}"]
     for base in (150, 220, 300):  # a "sung" melody: rich harmonics with vibrato
         pitch = f"({base}*pow(2,trunc(mod(trunc(t/0.5)*7,12))/12))"
         voice = "+".join(f"(1/{k})*sin(2*PI*{k}*{pitch}*mod(t,0.5)+{k}*0.8*sin(2*PI*5.5*t))" for k in range(1, 9))
@@ -152,8 +157,23 @@ def human_clips(manifests: list[Path], limit: int | None) -> list[Path]:
 
 
 def decode(model_name: str, groups: dict[str, list[Path]], batch_size: int, saved: Path) -> list[dict]:
-    """One record per segment: group, clip, whether the VAD was on, text and confidence (saved after each
-    group, so that a run stopped half way shows what it has with --reuse)."""
+    """One record per segment: group, clip, whether the VAD was on, text and confidence. Each clip's segments
+    are kept in `saved` (after each group), and a clip found there is not decoded again: a rerun with more
+    clips decodes only those."""
+    cache: dict[str, list[dict]] = json.loads(saved.read_text()) if saved.exists() else {}
+    runs = [(group, paths, True) for group, paths in groups.items()]
+    runs.append(("nonspeech", groups["nonspeech"], False))  # the --no-vad path: only the model can tell
+    todo = [run for run in runs if any(_key(run[0], path, run[2]) not in cache for path in run[1])]
+    if todo:
+        _decode_into(cache, model_name, todo, batch_size, saved)
+    return [record for group, paths, vad in runs for path in paths for record in cache[_key(group, path, vad)]]
+
+
+def _key(group: str, path: Path, vad: bool) -> str:
+    return f"{group}|{'vad' if vad else 'no-vad'}|{path}"
+
+
+def _decode_into(cache: dict, model_name: str, runs: list, batch_size: int, saved: Path) -> None:
     import torch
 
     from tinyaudio_cli.audio.vad import VadOptions
@@ -162,14 +182,12 @@ def decode(model_name: str, groups: dict[str, list[Path]], batch_size: int, save
 
     torch.set_num_threads(1)
     model = load_model(model_name, device="cpu")
-    records = []
-    runs = [(group, paths, True) for group, paths in groups.items()]
-    runs.append(("nonspeech", groups["nonspeech"], False))  # the --no-vad path: only the model can tell
     for group, paths, vad in runs:
         options = TranscribeOptions(batch_size=batch_size, vad=VadOptions() if vad else None)
-        for result in transcribe_files(model, paths, options):
+        for result in transcribe_files(model, [p for p in paths if _key(group, p, vad) not in cache], options):
             if result.transcript is None:
                 raise SystemExit(f"{result.path}: {result.error}")
+            records = cache[_key(group, result.path, vad)] = []
             for segment in result.transcript.segments:
                 records.append(
                     {
@@ -186,8 +204,7 @@ def decode(model_name: str, groups: dict[str, list[Path]], batch_size: int, save
                     }
                 )
             print(f"{group:9} vad={vad!s:5} {result.path.name}: {len(result.transcript.segments)} segments", flush=True)
-        saved.write_text(json.dumps(records, indent=1))
-    return records
+        saved.write_text(json.dumps(cache, indent=1))
 
 
 def removed(record: dict, min_speech: float | None, min_logprob: float | None) -> bool:
@@ -220,8 +237,10 @@ def quantiles(values: list[float]) -> str:
     return " ".join(f"{v:.3f}" for v in q)
 
 
-def report(records: list[dict], default: tuple[float | None, float | None]) -> None:
+def report(records: list[dict], default: tuple[float | None, float | None], clips: int) -> None:
     print("\nsegments per group (VAD on unless said):", dict(Counter((r["group"], r["vad"]) for r in records)))
+    passed = {r["clip"] for r in records if r["group"] == "nonspeech" and r["vad"]}
+    print(f"non-speech clips: {clips}, of which the VAD let {len(passed)} through (in part) to the model")
     print("\ndistributions (min p5 p25 median p75 p95 max):")
     for label, chosen in (
         ("nonspeech, VAD", [r for r in records if r["group"] == "nonspeech" and r["vad"]]),
@@ -236,12 +255,16 @@ def report(records: list[dict], default: tuple[float | None, float | None]) -> N
         if r["group"] == "nonspeech" and r["vad"]:
             print(f"  {r['clip']:28} p={r['speech_probability']} lp={r['avg_logprob']} {r['text'][:60]!r}")
     print("\nrules (a segment goes when speech probability < S or avg_logprob < L):")
-    grid = [(s, None) for s in (0.5, 0.6, 0.65, 0.7, 0.75, 0.8)] + [(None, lp) for lp in (-0.5, -0.75, -1.0, -1.5)]
-    grid += [(s, lp) for s in (0.6, 0.7) for lp in (-1.0, -1.5)]
-    for min_speech, min_logprob in [default, *grid]:
+    grid = [(s, None) for s in (0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8)] + [(None, lp) for lp in (-0.5, -1.0, -1.5)]
+    grid += [(s, lp) for s in (0.5, 0.6) for lp in (-1.0, -1.5)]
+    for min_speech, min_logprob in [default, *(rule for rule in grid if rule != default)]:
         tag = " <- default" if (min_speech, min_logprob) == default else ""
         cells = " | ".join(f"{k} {v}" for k, v in shares(records, min_speech, min_logprob).items())
         print(f"  S={min_speech!s:5} L={min_logprob!s:5}: {cells}{tag}")
+    print("\nreal speech segments the default removes:")
+    for r in records:
+        if r["group"] != "nonspeech" and removed(r, *default):
+            print(f"  {r['clip']:44} {r['end'] - r['start']:5.2f} s p={r['speech_probability']} {r['text'][:50]!r}")
 
 
 def main() -> None:
@@ -258,23 +281,22 @@ def main() -> None:
     parser.add_argument("--espeak", type=int, default=24, help="espeak-ng sentences")
     parser.add_argument("--work", type=Path, default=Path("/tmp/tinyaudio-confidence"))
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--reuse", action="store_true", help="report from the saved segments, decode nothing")
+    parser.add_argument("--fresh", action="store_true", help="decode every clip again, not only those not saved")
     args = parser.parse_args()
 
     saved = args.work / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', args.model)}.json"
-    if args.reuse:
-        records = json.loads(saved.read_text())
-    else:
-        groups = {
-            "nonspeech": make_nonspeech(args.work / "nonspeech"),
-            "espeak": make_espeak(args.work / "espeak", args.espeak),
-            "human": human_clips(args.speech, args.human_limit),
-        }
-        records = decode(args.model, groups, args.batch_size, saved)
+    groups = {
+        "nonspeech": make_nonspeech(args.work / "nonspeech"),
+        "espeak": make_espeak(args.work / "espeak", args.espeak),
+        "human": human_clips(args.speech, args.human_limit),
+    }
+    if args.fresh:
+        saved.unlink(missing_ok=True)
+    records = decode(args.model, groups, args.batch_size, saved)
     from tinyaudio_cli.inference.confidence import DEFAULT_MIN_AVG_LOGPROB, DEFAULT_MIN_SPEECH_PROBABILITY
 
     print(f"model {args.model}: {saved}")
-    report(records, (DEFAULT_MIN_SPEECH_PROBABILITY, DEFAULT_MIN_AVG_LOGPROB))
+    report(records, (DEFAULT_MIN_SPEECH_PROBABILITY, DEFAULT_MIN_AVG_LOGPROB), len(groups["nonspeech"]))
 
 
 if __name__ == "__main__":
