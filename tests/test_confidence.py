@@ -40,10 +40,17 @@ def model(checkpoint):
 
 
 @pytest.fixture(scope="module")
-def speech_then_music(media_dir: Path) -> Path:
-    """An espeak sentence, a pause, then 4 s of a pulsing chord: one segment of speech, one of music."""
-    music = media_dir / "pulsing_chord.wav"
-    run_ffmpeg("-f", "lavfi", "-i", f"aevalsrc=exprs='{PULSING_CHORD}':s={SR}:d=4", "-c:a", "pcm_f32le", music)
+def music(media_dir: Path) -> Path:
+    """4 s of a pulsing chord, which Silero takes for speech for a moment (a mean probability near 0.33)."""
+    path = media_dir / "pulsing_chord.wav"
+    run_ffmpeg("-f", "lavfi", "-i", f"aevalsrc=exprs='{PULSING_CHORD}':s={SR}:d=4", "-c:a", "pcm_f32le", path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def speech_then_music(media_dir: Path, music: Path) -> Path:
+    """An espeak sentence, a pause, then the chord: one segment of speech (Silero is sure of it, about 0.95),
+    one of music (about 0.58: unsure, but over the default threshold)."""
     chord, _ = sf.read(music, dtype="float32")
     sentence = espeak(media_dir, "the weather will be fine tomorrow, said the old farmer")
     return compose(media_dir, "speech_then_music", [0.5, sentence, 2.5, chord, 0.5]).path
@@ -87,15 +94,28 @@ def test_avg_logprob_is_the_mean_log_probability_of_the_tokens_in_one_full_pass(
     assert expected < 0
 
 
+def test_music_alone_is_dropped_by_default(checkpoint, music, tmp_path):
+    result = run(checkpoint, music, "--json", "--txt", "-o", tmp_path, "-q")
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "pulsing_chord.json").read_text())
+    [segment] = data["segments"]  # the VAD let a moment of it through, and the model wrote something
+    assert segment["text"].strip() and segment["dropped"] is True
+    assert segment["speech_probability"] < DEFAULT_MIN_CONFIDENCE
+    assert (
+        segment["drop_reason"] == f"speech probability {segment['speech_probability']:.2f} < {DEFAULT_MIN_CONFIDENCE:g}"
+    )
+    assert data["text"] == "" and (tmp_path / "pulsing_chord.txt").read_text() == ""
+
+
 def test_music_is_dropped_from_text_and_subtitles_and_marked_in_json(checkpoint, speech_then_music, tmp_path):
-    result = run(checkpoint, speech_then_music, "-f", "all", "-o", tmp_path, "-q")
+    result = run(checkpoint, speech_then_music, "-f", "all", "--min-confidence", "0.75", "-o", tmp_path, "-q")
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "speech_then_music.json").read_text())
     speech, music = data["segments"]  # the VAD let both through; the model wrote text for both
     assert speech["end"] < 4.5 < music["start"]
-    assert "dropped" not in speech and speech["speech_probability"] >= DEFAULT_MIN_CONFIDENCE
-    assert music["dropped"] is True and music["speech_probability"] < DEFAULT_MIN_CONFIDENCE
-    assert "speech probability" in music["drop_reason"]
+    assert "dropped" not in speech and speech["speech_probability"] >= 0.75
+    assert music["dropped"] is True and music["speech_probability"] < 0.75
+    assert music["drop_reason"].startswith("speech probability")
     assert data["text"] == speech["text"].strip()
     assert (tmp_path / "speech_then_music.txt").read_text().split() == speech["text"].split()
     cues = list(srt.parse((tmp_path / "speech_then_music.srt").read_text()))
@@ -130,14 +150,14 @@ def test_eval_leaves_dropped_segments_out_of_its_hypotheses(checkpoint, speech_t
     (folder / "clip.wav").write_bytes(speech_then_music.read_bytes())
     (folder / "clip.txt").write_text("the weather will be fine tomorrow said the old farmer\n")
     hypotheses = {}
-    for value in ("0", str(DEFAULT_MIN_CONFIDENCE)):
+    for value in ("0", "0.75"):
         out = tmp_path / f"out-{value}"
         args = ["eval", "--folder", folder, "-m", checkpoint, "--vad", "--max-new-tokens", "6", "-o", out]
         result = CliRunner().invoke(app, [*map(str, args), "--min-confidence", value, "-q", "--warmup-batches", "0"])
         assert result.exit_code == 0, result.output
         [prediction] = [json.loads(line) for line in next(out.rglob("predictions.jsonl")).read_text().splitlines()]
         hypotheses[value] = prediction["hypothesis"]
-    kept_all, kept_speech = hypotheses["0"].split(), hypotheses[str(DEFAULT_MIN_CONFIDENCE)].split()
+    kept_all, kept_speech = hypotheses["0"].split(), hypotheses["0.75"].split()
     assert kept_speech and len(kept_speech) < len(kept_all) and kept_all[: len(kept_speech)] == kept_speech
 
 

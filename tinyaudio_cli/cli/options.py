@@ -123,9 +123,10 @@ MinConfidenceOption = Annotated[
         "--min-confidence",
         parser=_min_confidence,
         metavar="P",
-        help="Drop segments whose VAD speech probability is under P: text the model invented over noise or "
-        'music. They leave txt/srt/vtt/tsv and stay in JSON marked "dropped" with the reason. 0 keeps all; '
-        "without VAD nothing is dropped. The default keeps all real speech measured (benchmarks/confidence.py).",
+        help="Drop segments whose mean VAD speech probability is under P: text the model invented over music or "
+        'noise. They leave txt/srt/vtt/tsv and stay in JSON marked "dropped" with the reason. 0 keeps all; with '
+        "--no-vad nothing is dropped. The default, Silero's own threshold, removed 9 of 15 invented segments "
+        "and 2 of 232 real ones (short spoken digits) in benchmarks/confidence.py.",
         rich_help_panel=OUTPUT_PANEL,
     ),
 ]

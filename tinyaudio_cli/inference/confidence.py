@@ -1,21 +1,22 @@
 """Which segments `--min-confidence` judges invented: text a model wrote over something that was not speech.
 
-The rule is the one `benchmarks/confidence.py` measured best: a segment goes when Silero's mean speech
-probability over it is under the threshold. The LM's own avg_logprob is reported but not used: a small LM is
-often surest of itself exactly when it invents (a fluent loop over noise scores near 0), so on the shipped
-model it tells invented text from speech no better than chance. Without VAD (--no-vad) nothing measured the
-speech, and every segment is kept.
+The rule, chosen by measurement (benchmarks/confidence.py): a segment goes when Silero's mean speech probability
+over its speech is under the threshold. The LM's own avg_logprob is reported but not used: a small LM is often
+surest of itself exactly when it invents (a fluent loop over noise scores near 0), and on tiny-en the threshold
+that removes 77 % of invented segments (-1.0) also removes 59 % of real speech. Without VAD (--no-vad) nothing
+measured the speech, and every segment is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from ..errors import UsageError
 from .records import Segment
 
-# Measured (benchmarks/confidence.py, see the README): the default keeps every real speech segment measured
-DEFAULT_MIN_SPEECH_PROBABILITY: float | None = 0.6
+# Silero's own speech threshold: a segment goes when, on average over its speech, the VAD scored it as less
+# likely speech than not. Measured (benchmarks/confidence.py, 2026-11-30): it removed 9 of the 15 segments
+# tiny-en invented over music the VAD let through, and 2 of 232 real speech segments (spoken digits of under
+# 0.6 s); 0.6 removed 12 of 15 but 4 of 232, and a real word lost is worse than an invented one kept.
+DEFAULT_MIN_SPEECH_PROBABILITY: float | None = 0.5
 DEFAULT_MIN_AVG_LOGPROB: float | None = None  # not part of the rule (see above)
 DEFAULT_MIN_CONFIDENCE = DEFAULT_MIN_SPEECH_PROBABILITY
 
@@ -33,8 +34,3 @@ def drop_reason(segment: Segment, min_confidence: float) -> str | None:
     if min_confidence > 0 and probability is not None and probability < min_confidence:
         return f"speech probability {probability:.2f} < {min_confidence:g}"
     return None
-
-
-def mark_dropped(segments: Iterable[Segment], min_confidence: float) -> None:
-    for segment in segments:
-        segment.dropped = drop_reason(segment, min_confidence)
