@@ -346,3 +346,21 @@ def test_fixed_windows_of_a_short_file_hold_all_of_it(paused_speech):
 def test_nonsense_options_are_refused(bad):
     with pytest.raises(TinyAudioError):
         VadOptions(**bad)
+
+
+def test_each_region_carries_silero_s_mean_speech_probability_over_its_speech(paused_speech, reference_scores):
+    # silero's own regions without padding are the speech of each (padded) region found here
+    cores = silero_vad.get_speech_timestamps_from_probs(
+        reference_scores.tolist(), speech_pad_ms=0, audio_length_samples=len(paused_speech.audio)
+    )
+    regions = regions_of(windows_of(paused_speech, VadOptions(), block_seconds=1.7))
+    assert len(regions) == len(cores) >= 2
+    for region, core in zip(regions, cores, strict=True):
+        frames = reference_scores[core["start"] // FRAME_SAMPLES : -(-core["end"] // FRAME_SAMPLES)]
+        assert region.speech_probability == pytest.approx(float(np.mean(frames)), abs=2e-4)
+        assert 0.5 < region.speech_probability <= 1.0  # espeak speech: the VAD is sure of it
+
+
+def test_fixed_windows_measure_no_speech_probability(paused_speech):
+    windows = list(iter_fixed_windows(blocks_of(paused_speech.audio, 1.0)))
+    assert [region.speech_probability for window in windows for region in window.regions] == [None]

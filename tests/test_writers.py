@@ -284,7 +284,8 @@ def test_json_has_whisper_shape(tmp_path: Path) -> None:
     assert data["duration"] == transcript.duration
     assert len(data["segments"]) == len(transcript.segments)
     for record, segment in zip(data["segments"], transcript.segments, strict=True):
-        expected_keys = {"id", "start", "end", "text", "tokens"} | ({"repetition_cut"} if segment.id == 1 else set())
+        expected_keys = {"id", "start", "end", "text", "tokens", "avg_logprob", "speech_probability"}
+        expected_keys |= {"repetition_cut"} if segment.id == 1 else set()
         assert set(record) == expected_keys
         assert record["id"] == segment.id and record["text"] == segment.text
         assert (record["start"], record["end"]) == (segment.start, segment.end)

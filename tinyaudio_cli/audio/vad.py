@@ -64,6 +64,9 @@ class SpeechRegion:
 
     start: float
     end: float
+    # Silero's mean speech probability over the region's speech, its padding left out (None without VAD): how
+    # sure the VAD is that this is speech, for telling real speech from text a model invents over noise
+    speech_probability: float | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -162,6 +165,7 @@ class _Cut:
     start: int
     end: int
     regions: list[tuple[int, int]]
+    probabilities: list[float | None] = field(default_factory=list)  # per region: mean speech score
 
 
 class _Segmenter:
@@ -188,6 +192,7 @@ class _Segmenter:
         self.piece_start = 0  # where the region in progress begins in the current window
         self.silence_from: int | None = None  # where the region in progress last went quiet
         self.regions: list[tuple[int, int]] = []  # closed regions of the current window
+        self.probabilities: list[float | None] = []  # of each closed region: its mean score, padding left out
         self.emitted_until = 0  # no window may begin before the end of the last one
         self.scores: list[float] = []  # scores since frame scores_from, for finding quiet cut points
         self.scores_from = 0
@@ -247,6 +252,7 @@ class _Segmenter:
             if self.regions and self.onset - self.regions[-1][1] > self.merge_gap:
                 cuts.append(self._cut_window(next_onset=self.onset))
             self.regions.append((self.piece_start, end))
+            self.probabilities.append(self._mean_score(max(self.onset, self.piece_start), end))
         self.onset = self.silence_from = None
 
     def _enforce_limits(self, cuts: list[_Cut]) -> None:
@@ -280,9 +286,17 @@ class _Segmenter:
         if limit is not None:
             end = min(end, limit)
         padded.append((start, end))
-        self.regions = []
+        cut = _Cut(padded[0][0], end, padded, self.probabilities)
+        self.regions, self.probabilities = [], []
         self.emitted_until = end
-        return _Cut(padded[0][0], end, padded)
+        return cut
+
+    def _mean_score(self, start: int, end: int) -> float | None:
+        """The mean score of the frames overlapping samples [start, end) (keep_from keeps those of the region in
+        progress); None when there is none."""
+        first = max(start // FRAME_SAMPLES - self.scores_from, 0)
+        last = min(-(-end // FRAME_SAMPLES) - self.scores_from, len(self.scores))
+        return round(float(np.mean(self.scores[first:last])), 4) if last > first else None
 
     def _split_region(self) -> _Cut | None:
         """Cut a region too long for one window; the region stays open after the cut.
@@ -299,8 +313,11 @@ class _Segmenter:
             if end <= start:  # nothing but that pause since the last cut: skip ahead, still open
                 self.piece_start = self.emitted_until = self.samples_seen - self.pad
                 return None
+        assert self.onset is not None  # only a region in progress is split
+        quiet_from = self.silence_from if self.silence_from is not None and self.silence_from > start else end
+        core = self._mean_score(max(self.onset, start), min(end, quiet_from))
         self.piece_start = self.emitted_until = end
-        return _Cut(start, end, [(start, end)])
+        return _Cut(start, end, [(start, end)], [core])
 
     def _quietest_point(self, lowest: int, highest: int) -> int:
         """The middle of the lowest-scoring frame whose middle lies in [lowest, highest]."""
@@ -348,7 +365,10 @@ def iter_speech_windows(blocks: Iterable[np.ndarray], options: VadOptions | None
 def _window(cut: _Cut, audio: np.ndarray, audio_start: int) -> SpeechWindow:
     # A copy, so the window doesn't pin the whole buffer it was cut from.
     samples = audio[cut.start - audio_start : cut.end - audio_start].copy()
-    regions = [SpeechRegion(start / SAMPLE_RATE, end / SAMPLE_RATE) for start, end in cut.regions]
+    regions = [
+        SpeechRegion(start / SAMPLE_RATE, end / SAMPLE_RATE, probability)
+        for (start, end), probability in zip(cut.regions, cut.probabilities, strict=True)
+    ]
     return SpeechWindow(start=cut.start / SAMPLE_RATE, samples=samples, regions=regions)
 
 

@@ -22,6 +22,7 @@ from rich.table import Table
 from .. import distributed
 from ..constants import DEFAULT_MODEL, MODEL_ENV
 from ..errors import TinyAudioError
+from ..inference.confidence import DEFAULT_MIN_CONFIDENCE
 from .options import (
     INPUT_PANEL,
     MODEL_PANEL,
@@ -30,6 +31,7 @@ from .options import (
     BatchSizeOption,
     DeviceOption,
     DtypeOption,
+    EvalMinConfidenceOption,
     MaxNewTokensOption,
     QuietOption,
     ReferenceModeOption,
@@ -173,6 +175,7 @@ def eval_command(
             rich_help_panel=MODEL_PANEL,
         ),
     ] = False,
+    min_confidence: EvalMinConfidenceOption = DEFAULT_MIN_CONFIDENCE,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
     quiet: QuietOption = False,
@@ -211,6 +214,7 @@ def eval_command(
         warmup_batches=warmup_batches,
         pack=pack,
         vad=vad,
+        min_confidence=min_confidence,
     )
     quiet_transformers()
     main = distributed.is_main()  # under torchrun, rank 0 shows progress and the merged results

@@ -24,6 +24,7 @@ from .. import distributed
 from ..audio.media import find_media, header_seconds, media_seconds
 from ..constants import DEFAULT_MODEL
 from ..errors import TinyAudioError, UsageError
+from ..inference.confidence import DEFAULT_MIN_CONFIDENCE
 from ..inference.outputs import Checked, Ownership, check_plans
 from ..inference.writers import FORMATS, SubtitleOptions, expand_formats, plan_outputs, write_outputs, write_to_stream
 from .options import (
@@ -37,6 +38,7 @@ from .options import (
     JsonFlag,
     MaxNewTokensOption,
     MaxWordsPerLineOption,
+    MinConfidenceOption,
     ModelOption,
     QuietOption,
     ReferenceModeOption,
@@ -111,6 +113,7 @@ def transcribe(
     ] = False,
     highlight_words: HighlightWordsOption = False,
     max_words_per_line: MaxWordsPerLineOption = None,
+    min_confidence: MinConfidenceOption = DEFAULT_MIN_CONFIDENCE,
     extensions: Annotated[
         list[str] | None,
         typer.Option(
@@ -178,6 +181,7 @@ def transcribe(
                     max_words_per_line=max_words_per_line,
                 ),
                 word_timestamps=word_timestamps or highlight_words,
+                min_confidence=min_confidence,
                 extensions=extensions or [],
                 vad=not no_vad,
                 model_name=model,
@@ -255,6 +259,7 @@ def run_transcribe(
     console: Console,
     pack: bool = False,
     word_timestamps: bool = False,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
 ) -> int:
     """Transcribe, write, summarise; the exit code. Under torchrun every rank plans the same outputs, takes
     its share of the files still to do (balanced by file size, a cheap stand-in for duration that needs no
@@ -299,6 +304,7 @@ def run_transcribe(
             "batch_size": batch_size,
             "pack": pack,
             "word_timestamps": word_timestamps,
+            "min_confidence": min_confidence,
         }
         quiet_here = quiet or rank != 0  # progress and per-file lines from rank 0 only
         done, failed, streamed = _transcribe_share(
@@ -399,6 +405,7 @@ def _transcribe_share(
             vad=VadOptions() if settings["vad"] else None,
             pack=settings["pack"],
             word_timestamps=settings["word_timestamps"],
+            min_confidence=settings["min_confidence"],
         )
         started = time.perf_counter()
 

@@ -43,6 +43,7 @@ from ..data.evaldata import (
     resolve_dataset,
 )
 from ..errors import TinyAudioError
+from ..inference.confidence import DEFAULT_MIN_CONFIDENCE
 from .scoring import BucketScore, CorpusScore, Pair, rtfx, score_corpus
 
 if TYPE_CHECKING:
@@ -148,6 +149,8 @@ class EvalOptions:
     warmup_batches: int = 1  # untimed runs of the first batch: CUDA kernels and allocators start cold
     pack: bool = False  # several short clips per encoder window (TinyAudioModel.transcribe(pack=True))
     vad: bool = False  # every clip through transcribe's pipeline (voice detection), not only those over 30 s
+    # in that pipeline, segments under this VAD speech probability leave the hypothesis (inference.confidence)
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
 
 
 @dataclass(frozen=True)
@@ -473,7 +476,9 @@ def _transcribe_options(options: EvalOptions) -> TranscribeOptions:
     from ..audio.vad import VadOptions
     from ..inference.transcribe import TranscribeOptions
 
-    return TranscribeOptions(options.mode, options.batch_size, options.max_new_tokens, VadOptions())
+    return TranscribeOptions(
+        options.mode, options.batch_size, options.max_new_tokens, VadOptions(), min_confidence=options.min_confidence
+    )
 
 
 def _run_chunk(

@@ -26,6 +26,12 @@ class Segment:
     tokens: list[int] = field(default_factory=list)
     repetition_cut: bool = False
     words: list[Word] | None = None  # with word timing only
+    # confidence: the mean log-probability of `tokens` under greedy decoding (<= 0), and the VAD's mean speech
+    # probability over the segment (0..1; None without VAD, where nothing measured it)
+    avg_logprob: float | None = None
+    speech_probability: float | None = None
+    # why --min-confidence judged the segment invented (None: kept); a dropped segment stays in JSON only
+    dropped: str | None = None
 
 
 @dataclass
@@ -40,4 +46,9 @@ class Transcript:
 
     @property
     def text(self) -> str:
-        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+        return " ".join(s.text.strip() for s in self.kept if s.text.strip())
+
+    @property
+    def kept(self) -> list[Segment]:
+        """The segments --min-confidence kept: what txt, srt, vtt and tsv show."""
+        return [s for s in self.segments if s.dropped is None]

@@ -29,6 +29,7 @@ from ..model.alignment import FRAMES_PER_SECOND, snap_to_sound
 from ..model.batching import auto_batch_size, with_backoff
 from ..model.decoding import guarded, token_budget
 from ..model.modeling import DEFAULT_MODE, AttentionMode, TinyAudioModel, next_offset
+from .confidence import DEFAULT_MIN_CONFIDENCE, drop_reason
 from .records import Segment, Transcript, Word
 
 QUEUE_WINDOWS = 32  # encoder windows decoded ahead of the model (or a batch, if more): ~2 MB each
@@ -46,6 +47,8 @@ class TranscribeOptions:
     pack: bool = False
     # time every word with the Whisper base's decoder over the encoder states already computed (model.alignment)
     word_timestamps: bool = False
+    # segments whose VAD speech probability is under this are marked dropped (see inference.confidence); 0: none
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
 
 
 @dataclass
@@ -127,7 +130,11 @@ def _assemble(file: int, parts: list, placements: list[Placement], end: int) -> 
 def whole_windows(file: int, windows: Iterable[SpeechWindow]) -> Iterator[EncoderWindow]:
     """Reference mode: each window as it is in the file, decoded as one segment from all its frames."""
     for window in windows:
-        region = SpeechRegion(window.regions[0].start, window.regions[-1].end)
+        weighted = [(r.end - r.start, r.speech_probability) for r in window.regions]
+        probability = None
+        if all(p is not None for _, p in weighted) and (total := sum(w for w, _ in weighted)) > 0:
+            probability = round(sum(w * p for w, p in weighted) / total, 4)  # type: ignore[operator]
+        region = SpeechRegion(window.regions[0].start, window.regions[-1].end, probability)
         yield EncoderWindow(file, window.samples, [Placement(region, 0, len(window.samples))])
 
 
@@ -149,11 +156,16 @@ def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: Transcri
         chunk = units[start : start + rows]
         budgets = [token_budget(model, p.length / SAMPLE_RATE, options.max_new_tokens) for _, p, _, _ in chunk]
         frames = [unit[2] for unit in chunk]
-        ids = model.generate_from_frames(frames, options.mode, budgets, options.stop_loops)
-        for (file, placement, _, index), token_ids in zip(chunk, ids, strict=True):
+        logprobs: list[list[float]] = []
+        ids = model.generate_from_frames(frames, options.mode, budgets, options.stop_loops, logprobs)
+        for (file, placement, _, index), token_ids, scores in zip(chunk, ids, logprobs, strict=True):
             kept, text, cut = guarded(model, token_ids)
             region = placement.region
             segment = Segment(0, region.start, region.end, text, kept, cut)
+            # the kept tokens are the first ones generated (a cut keeps those before the loop)
+            segment.avg_logprob = round(sum(scores[: len(kept)]) / len(kept), 4) if kept else None
+            segment.speech_probability = region.speech_probability
+            segment.dropped = drop_reason(segment, options.min_confidence)
             if options.word_timestamps:
                 segment.words = timed_words(model, states[index], batch[index].samples, placement, text)
             segments.append((file, segment))

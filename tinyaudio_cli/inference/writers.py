@@ -233,7 +233,7 @@ class WriteTXT(ResultWriter):
     extension = "txt"
 
     def write(self, transcript: Transcript, stream: TextIO, options: SubtitleOptions) -> None:
-        for segment in transcript.segments:
+        for segment in transcript.kept:
             if text := _flat(segment.text):
                 print(text, file=stream)
 
@@ -253,7 +253,7 @@ class SubtitlesWriter(ResultWriter):
 
     def write(self, transcript: Transcript, stream: TextIO, options: SubtitleOptions) -> None:
         self.write_header(stream)
-        for index, cue in enumerate(subtitle_cues(transcript.segments, options), start=1):
+        for index, cue in enumerate(subtitle_cues(transcript.kept, options), start=1):
             if (identifier := self.cue_index(index)) is not None:
                 print(identifier, file=stream)
             start = format_timestamp(cue.start, self.decimal_marker)
@@ -305,9 +305,14 @@ class WriteJSON(ResultWriter):
                 "end": segment.end,
                 "text": segment.text,
                 "tokens": list(segment.tokens),
+                "avg_logprob": segment.avg_logprob,
+                "speech_probability": segment.speech_probability,
             }
             if segment.repetition_cut:
                 record["repetition_cut"] = True
+            if segment.dropped is not None:  # kept here, with the reason, so a user sees what was left out
+                record["dropped"] = True
+                record["drop_reason"] = segment.dropped
             if segment.words is not None:
                 record["words"] = [asdict(word) for word in segment.words]
             segments.append(record)
@@ -329,7 +334,7 @@ class WriteTSV(ResultWriter):
 
     def write(self, transcript: Transcript, stream: TextIO, options: SubtitleOptions) -> None:
         print(TSV_HEADER, file=stream)
-        for segment in transcript.segments:
+        for segment in transcript.kept:
             print(f"{_ms(segment.start)}\t{_ms(segment.end)}\t{_flat(segment.text)}", file=stream)
 
 

@@ -105,12 +105,15 @@ def greedy_decode(
     banned_ids: Sequence[int] = (),
     timings: Timings | None = None,
     stop_loops: bool = False,
+    logprobs: list[list[float]] | None = None,
 ) -> list[list[int]]:
     """New token ids per row, each ending with its stop token when one was produced.
 
     `max_new_tokens` is one limit for all rows or one per row. Rows leave the batch as they finish, so
     one long row does not make the others pay for its steps. With `stop_loops`, a row caught repeating
     itself (see `cut_repetition`) finishes early: its tokens beyond the limit would be cut anyway.
+    A `logprobs` list given is filled with one list per row: the log-probability of each token chosen, under
+    the distribution it was chosen from (banned ids excluded), from the logits the loop has anyway.
     """
     device = inputs_embeds.device
     batch = inputs_embeds.shape[0]
@@ -136,7 +139,7 @@ def greedy_decode(
         original=rows,
     )
     with timed(timings, "lm_decode", device):
-        return _decode_loop(lm, logits, state, keyword, list(stop_ids), list(banned_ids), stop_loops)
+        return _decode_loop(lm, logits, state, keyword, list(stop_ids), list(banned_ids), stop_loops, logprobs)
 
 
 class _Rows:
@@ -164,8 +167,11 @@ def _decode_loop(
     stop_ids: list[int],
     banned: list[int],
     stop_loops: bool,
+    logprobs: list[list[float]] | None = None,
 ) -> list[list[int]]:
     tokens: list[list[int]] = [[] for _ in range(len(state.original))]
+    if logprobs is not None:
+        logprobs[:] = [[] for _ in tokens]
     stop = torch.tensor(stop_ids, device=logits.device)
     step = 0
     while True:
@@ -175,6 +181,10 @@ def _decode_loop(
         step += 1
         for row, value in zip(state.original.tolist(), token.tolist(), strict=True):
             tokens[row].append(value)
+        if logprobs is not None:  # the chosen logit less the log of the softmax's denominator, in float32
+            chosen = logits.gather(1, token[:, None]).squeeze(1).float() - torch.logsumexp(logits.float(), dim=-1)
+            for row, value in zip(state.original.tolist(), chosen.tolist(), strict=True):
+                logprobs[row].append(value)
         finished = torch.isin(token, stop) | (state.limits <= step)
         if stop_loops and step % REPEAT_CHECK_EVERY == 0:
             looping = [cut_repetition(tokens[row])[1] for row in state.original.tolist()]

@@ -259,9 +259,11 @@ class TinyAudioModel(nn.Module):
         mode: AttentionMode = DEFAULT_MODE,
         max_new_tokens: int | Sequence[int] | None = None,
         stop_loops: bool = False,
+        logprobs: list[list[float]] | None = None,
     ) -> list[list[int]]:
         """Greedy token ids for projector frames (one tensor [n, llm_dim] per row); limits may differ per row.
-        `stop_loops` ends a row caught repeating a phrase (see decoding.cut_repetition) early."""
+        `stop_loops` ends a row caught repeating a phrase (see decoding.cut_repetition) early; a `logprobs`
+        list given gets each row's token log-probabilities (see decoding.greedy_decode)."""
         inputs_embeds, attention_mask, position_ids, lengths = self.build_inputs(frames, mode)
         return greedy_decode(
             self.lm,
@@ -274,6 +276,7 @@ class TinyAudioModel(nn.Module):
             banned_ids=[self.audio_token_id],
             timings=self.timings,
             stop_loops=stop_loops,
+            logprobs=logprobs,
         )
 
     @property
