@@ -73,6 +73,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l id-column -x -d '
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l manifest -r -F -d 'A JSONL/CSV/TSV manifest with \'audio\' (relative to it), \'text\' and optional \'id\' fields.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l max-new-tokens -x -d 'Token limit per segment (default: a budget from the segment\'s length, at most the model\'s).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l max-samples -s n -x -d 'Evaluate the first N samples only.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l min-confidence -x -d 'As in transcribe: clips that go through voice detection (--vad, or over 30 s) leave out of their hypothesis the segments whose speech probability is under P. 0 keeps all.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l model -s m -x -a 'tiny-en' -a '(__fish_complete_directories (commandline -ct))' -d 'Checkpoint: Hub id or local folder; repeat to compare models on the same samples.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l no-normalize -d 'Score raw text: no Whisper English normaliser, so case and punctuation count as errors.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l output-dir -s o -x -a '(__fish_complete_directories (commandline -ct))' -d 'Write summary.json, predictions.jsonl and wer_by_duration.png here (a subfolder per model when comparing).'
@@ -181,6 +182,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l max-line-co
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l max-line-width -x -d 'Subtitle characters per line.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l max-new-tokens -x -d 'Token limit per segment (default: a budget from the segment\'s length, at most the model\'s).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l max-words-per-line -x -d 'Subtitle words per line (with word times).'
+complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l min-confidence -x -d 'Drop segments whose mean VAD speech probability is under P: text the model invented over music or noise.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l model -s m -x -a 'tiny-en' -a '(__fish_complete_directories (commandline -ct))' -d 'Checkpoint: Hub id or local folder.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l no-vad -d 'No voice detection: the whole of each file in consecutive 30 s windows, one segment each.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l output-dir -s o -x -a '(__fish_complete_directories (commandline -ct))' -d 'Write under this folder, mirroring the input tree; \'-\' writes one format to stdout.'
@@ -192,4 +194,4 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l srt -d 'Sam
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l txt -d 'Same as -f txt.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l vtt -d 'Same as -f vtt.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l word-timestamps -d 'Time every word with the Whisper base\'s decoder: JSON segments get \'words\', subtitle cues are cut at words and never span a long pause.'
-complete -c tinyaudio -n '__tinyaudio_at_argument transcribe --batch-size --device --dtype --ext --format -f --max-cue-duration --max-line-count --max-line-width --max-new-tokens --max-words-per-line --model -m --output-dir -o' -F
+complete -c tinyaudio -n '__tinyaudio_at_argument transcribe --batch-size --device --dtype --ext --format -f --max-cue-duration --max-line-count --max-line-width --max-new-tokens --max-words-per-line --min-confidence --model -m --output-dir -o' -F
