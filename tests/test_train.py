@@ -344,9 +344,9 @@ def test_overfits_keeps_frozen_parts_and_writes_a_usable_checkpoint(bases, speec
 
 
 def ctc_greedy(model, frames: torch.Tensor) -> list[int]:
-    """Best path of CTC over [mean embedding (blank); token embeddings], repeats merged, blanks dropped."""
+    """Best path of CTC over [blank; every token embedding], repeats merged, blanks dropped."""
     embeddings = model.lm.get_input_embeddings().weight
-    best = (frames @ torch.cat([embeddings.mean(0, keepdim=True), embeddings]).T).argmax(-1).tolist()
+    best = (frames @ torch.cat([loss_module.ctc_blank(embeddings)[None], embeddings]).T).argmax(-1).tolist()
     return [b - 1 for i, b in enumerate(best) if b != 0 and (i == 0 or b != best[i - 1])]
 
 

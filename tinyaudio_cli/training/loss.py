@@ -62,6 +62,17 @@ def target_loss(
 CTC_VOCABULARY = 8192
 
 
+def ctc_blank(embeddings: torch.Tensor) -> torch.Tensor:
+    """The blank's vector: the direction of the mean token embedding (word-less), as long as the longest token.
+
+    A frame along it scores the blank at least as high as any token (no token is longer, none points further
+    that way); the mean embedding itself is short, so nearly every frame preferred some word to it and the
+    blank could hardly win.
+    """
+    mean = embeddings.mean(0)
+    return mean / mean.norm() * embeddings.norm(dim=1).max()
+
+
 def ctc_loss(
     model: TinyAudioModel,
     frames: Sequence[torch.Tensor],
@@ -73,9 +84,9 @@ def ctc_loss(
     A frame's score for a token is its dot product with the token's input embedding in the frozen LM, so the
     loss pulls each frame toward the embedding of a word being said, a place the LM already knows how to read.
     The LM loss alone teaches this slowly: on an hour of speech its gradient, through the whole frozen LM,
-    long says "predict the usual sentence", and the projector learns to carry no words. The blank is the mean
-    token embedding (a fixed, word-less direction: no parameter that a checkpoint would have to carry). The
-    classes are the first `vocabulary` (default CTC_VOCABULARY) token ids plus every token of the batch's transcripts.
+    long says "predict the usual sentence", and the projector learns to carry no words. The blank is fixed (see
+    ctc_blank): no parameter that a checkpoint would have to carry. The classes are the first `vocabulary`
+    (default CTC_VOCABULARY) token ids plus every token of the batch's transcripts.
     """
     labels = [target[:-1] for target in targets]  # the end-of-turn token is not said
     embeddings = model.lm.get_input_embeddings().weight
@@ -83,7 +94,7 @@ def ctc_loss(
     first = CTC_VOCABULARY if vocabulary is None else vocabulary
     classes = sorted(said.union(range(min(first, len(embeddings)))))
     column = {token: index + 1 for index, token in enumerate(classes)}  # blank is class 0
-    table = torch.cat([embeddings.mean(0, keepdim=True), embeddings[classes]]).to(frames[0].dtype)
+    table = torch.cat([ctc_blank(embeddings)[None], embeddings[classes]]).to(frames[0].dtype)
     lengths = torch.tensor([len(f) for f in frames])
     padded = torch.nn.utils.rnn.pad_sequence(list(frames), batch_first=True)
     log_probs = (padded @ table.T).float().log_softmax(-1).transpose(0, 1)  # [time, batch, classes]
