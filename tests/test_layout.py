@@ -137,3 +137,17 @@ def test_no_module_over_800_lines() -> None:
         name: count for name, path in modules().items() if (count := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+def test_one_home_for_the_distributed_setup() -> None:
+    """torchrun's environment is read, and a process group joined, in distributed.py only: train, eval and
+    transcribe share one set-up instead of each reading RANK themselves."""
+    markers = ("init_process_group", '"RANK"', '"WORLD_SIZE"', '"LOCAL_RANK"')
+    elsewhere = {
+        (name, marker)
+        for name, path in modules().items()
+        if name != f"{ROOT}.distributed"
+        for marker in markers
+        if marker in path.read_text(encoding="utf-8")
+    }
+    assert elsewhere == set()

@@ -8,7 +8,6 @@ named in one place (the dataclass); `--set key=value` reaches the same fields fr
 from __future__ import annotations
 
 import inspect
-import os
 from dataclasses import MISSING, Field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_args
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, get_args
 import typer
 from rich.table import Table
 
+from .. import distributed
 from ..training.config import FIELD_TYPES, PRESETS, SOURCE_FIELDS, TrainConfig, parse_assignment, resolve_config
 from .options import QuietOption, console, quiet_transformers
 
@@ -169,7 +169,7 @@ def train(**options: Any) -> None:
     """
     run = {parameter.name: options.pop(parameter.name) for parameter in RUN_OPTIONS}
     overrides = {name: value for name, value in options.items() if value is not None}
-    main_process = os.environ.get("RANK", "0") == "0"
+    main_process = distributed.is_main()  # under torchrun only rank 0 prints
     for assignment in run["assignments"] or []:
         key, value = parse_assignment(assignment)
         overrides[key] = value
