@@ -16,17 +16,8 @@ import pytest
 import soundfile as sf
 from conftest import LOQUACIOUS_CARD, SENTENCES, espeak, run_ffmpeg
 
-from tinyaudio_cli.data.evaldata import (
-    DATASETS,
-    EvalSample,
-    decode_audio_bytes,
-    decoded,
-    folder_entries,
-    hub_entries,
-    hub_spec,
-    manifest_entries,
-    resolve_dataset,
-)
+from tinyaudio_cli.data.entries import EvalSample, decoded, folder_entries, manifest_entries
+from tinyaudio_cli.data.evaldata import DATASETS, decode_audio_bytes, hub_entries, hub_spec, resolve_dataset
 from tinyaudio_cli.errors import TinyAudioError
 
 os.environ["HF_HUB_OFFLINE"] = "1"

@@ -37,7 +37,8 @@ from tinystack import build_checkpoint
 from typer.testing import CliRunner
 
 from tinyaudio_cli.cli import app
-from tinyaudio_cli.data.evaldata import DATASETS, cached_snapshot, decoded, hub_entries
+from tinyaudio_cli.data.entries import decoded
+from tinyaudio_cli.data.evaldata import DATASETS, cached_snapshot, hub_entries
 from tinyaudio_cli.errors import TinyAudioError
 from tinyaudio_cli.hub.transfer import hub_errors, read_eval_summary, remote_code
 from tinyaudio_cli.model import load_model

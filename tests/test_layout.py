@@ -151,3 +151,18 @@ def test_one_home_for_the_distributed_setup() -> None:
         if marker in path.read_text(encoding="utf-8")
     }
     assert elsewhere == set()
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """A name starting with an underscore is its module's business: what another part needs is made public
+    (as the data layer is for eval, train and download), so it is not taken from behind the module's back."""
+    found = modules()
+    taken = set()
+    for name, path in found.items():
+        for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom) or not (node.level or (node.module or "").startswith(ROOT)):
+                continue
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    taken.add((name, alias.name))
+    assert taken == set()

@@ -238,7 +238,7 @@ def build_source(
     seed: int,
 ) -> EvalSource:
     """The one source the options name: --dataset (the default), --manifest or --folder."""
-    from ..data.evaldata import MANIFEST_SUFFIXES
+    from ..data.entries import MANIFEST_SUFFIXES
     from ..evaluation.runner import EvalSource
 
     local = Path(dataset).expanduser() if dataset else None

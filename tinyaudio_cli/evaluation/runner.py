@@ -32,16 +32,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .. import __version__, distributed
 from ..audio.media import SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS
-from ..data.evaldata import (
-    DatasetSpec,
-    EvalSample,
-    SampleEntry,
-    decoded,
-    folder_entries,
-    hub_entries,
-    manifest_entries,
-    resolve_dataset,
-)
+from ..data.entries import EvalSample, SampleEntry, decoded, folder_entries, manifest_entries
+from ..data.evaldata import DatasetSpec, hub_entries, resolve_dataset
 from ..errors import TinyAudioError
 from .scoring import BucketScore, CorpusScore, Pair, rtfx, score_corpus
 

@@ -425,15 +425,15 @@ def download_dataset(
     """
     from huggingface_hub import HfApi
 
-    from ..data.evaldata import _check_choice, resolve_dataset
+    from ..data.evaldata import check_choice, resolve_dataset
 
     spec = resolve_dataset(name)
     if not is_hub_id(spec.path):
         raise TinyAudioError(f"dataset {name} is the local path {spec.path}: there is nothing to download")
     config = config or spec.default_config
     split = split or spec.default_split
-    _check_choice(spec, "config", config, spec.configs)
-    _check_choice(spec, "split", split, spec.splits)
+    check_choice(spec, "config", config, spec.configs)
+    check_choice(spec, "split", split, spec.splits)
     fetcher = _Fetcher(HfApi(token=token), include, exclude, cache_dir, dry_run)
     local_root = Path(local_dir).expanduser() if local_dir else None
     listing = fetcher.tree(spec.path, "dataset", revision)
