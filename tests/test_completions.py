@@ -94,10 +94,11 @@ def test_tinyaudio_tree_has_commands_options_and_value_kinds() -> None:
     assert not transcribe["--srt"].takes_value and transcribe["--batch-size"].values == Values()
     assert "-h" in transcribe["--help"].names  # the app's help_option_names reach the subcommands
     assert commands["transcribe"].arguments[0].variadic and commands["transcribe"].arguments[0].values.paths == "file"
-    manifest = next(option for option in commands["eval"].options if "--manifest" in option.names)
-    assert manifest.values.paths == "file"  # from its `Path` type, no hint needed
-    dataset = next(option for option in commands["eval"].options if "--dataset" in option.names)
-    assert dataset.values.choices == tuple(DATASETS) and dataset.values.paths == "file"
+    summary = next(option for option in commands["export"].options if "--eval-summary" in option.names)
+    assert summary.values.paths == "file"  # from its `Path` type, no hint needed
+    data = next(option for option in commands["eval"].options if "--data" in option.names)
+    assert data.values.choices == tuple(DATASETS) and data.values.paths == "file"
+    assert not any("--manifest" in option.names for option in commands["eval"].options)  # hidden: deprecated
     tf32 = next(option for option in commands["train"].options if "--tf32" in option.names)
     assert tf32.negations == ("--no-tf32",) and not tf32.takes_value
 

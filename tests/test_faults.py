@@ -62,7 +62,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 DEVICE_COMMANDS = {
     "transcribe": lambda ck, clip, out: ["transcribe", clip, "-m", ck, "-o", out],
-    "eval": lambda ck, clip, out: ["eval", "--folder", clip.parent, "-m", ck, "-o", out],
+    "eval": lambda ck, clip, out: ["eval", "--data", clip.parent, "-m", ck, "-o", out],
     "train": lambda ck, clip, out: ["train", "--data", clip.parent, "-o", out, "--max-steps", "1"],
 }
 
@@ -176,7 +176,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path, clip: Pat
     (data / "clip.txt").write_text("a tone")
     summaries = {}
     for name, model in (("same", checkpoint), ("other", other)):
-        run = tinyaudio("eval", "--folder", data, "-m", model, "-o", root / name, "--max-new-tokens", "4",
+        run = tinyaudio("eval", "--data", data, "-m", model, "-o", root / name, "--max-new-tokens", "4",
                         "--warmup-batches", "0", "--device", "cpu", "-q")  # fmt: skip
         assert run.returncode == 0, run.stderr
         summaries[name] = next((root / name).rglob("summary.json"))

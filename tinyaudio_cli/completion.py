@@ -91,7 +91,7 @@ def value_hints() -> dict[tuple[str, str], Values]:
     from .model.loading import BUNDLED_MODELS, DTYPES
     from .training.config import DTYPE_CHOICES, PRESETS, SCHEDULERS
 
-    folder, any_path = Values(paths="dir"), Values(paths="file")
+    folder = Values(paths="dir")
     datasets = tuple(DATASETS)
     load_dtypes = Values(("auto", *DTYPES))  # what load_model accepts
     checkpoint = Values(tuple(BUNDLED_MODELS), "dir")  # a model shipped with tinyaudio, or a local folder
@@ -110,10 +110,10 @@ def value_hints() -> dict[tuple[str, str], Values]:
         ("train", "preset"): Values(tuple(PRESETS)),
         ("train", "lr_scheduler"): Values(SCHEDULERS),
         # a registered set, or a local folder, Parquet file or manifest
-        ("eval", "dataset"): Values(datasets, "file"),
+        ("eval", "data"): Values(datasets, "file"),
         ("train", "train_data"): Values(datasets, "file"),
         ("train", "dev_data"): Values(datasets, "file"),
-        ("download", "dataset"): Values(datasets),
+        ("download", "data"): Values(datasets),
         # a shipped short name, a Hub id or a local folder: Hub ids cannot be completed
         ("transcribe", "model"): checkpoint,
         ("eval", "models"): checkpoint,
@@ -125,8 +125,6 @@ def value_hints() -> dict[tuple[str, str], Values]:
         # paths typed as `str` (transcribe's "-" means stdout) or as a `Path` that must be a folder
         ("transcribe", "output_dir"): folder,
         ("eval", "output_dir"): folder,
-        ("eval", "folder"): folder,
-        ("eval", "data_dir"): any_path,
         ("export", "out_dir"): folder,
         ("download", "cache_dir"): folder,
         ("download", "local_dir"): folder,

@@ -114,6 +114,15 @@ TokenOption = Annotated[
 ]
 
 
+def deprecated(spelling: str, instead: str) -> None:
+    """The one-line notice for an option spelling kept for one release after it was replaced."""
+    console.print(
+        f"[yellow]warning:[/] {spelling} is deprecated and will be removed in the next release; use {instead}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def quiet_transformers() -> None:
     """transformers' own progress bars and notices would interleave with ours."""
     from transformers.utils import logging

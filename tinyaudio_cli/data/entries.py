@@ -27,10 +27,9 @@ import numpy as np
 
 from ..constants import SAMPLE_RATE
 from ..errors import TinyAudioError
+from .naming import MANIFEST_SUFFIXES
 
 Item = TypeVar("Item")
-
-MANIFEST_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": ",", ".tsv": "\t"}
 
 
 @dataclass

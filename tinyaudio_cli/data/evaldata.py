@@ -28,6 +28,7 @@ from tinyaudio_cli.audio.media import SAMPLE_RATE, header_seconds
 from tinyaudio_cli.errors import TinyAudioError
 
 from .entries import SampleEntry
+from .naming import CARD_NAME, DATA_FILE_SUFFIX
 
 if TYPE_CHECKING:
     from datasets import Dataset, IterableDataset
@@ -49,8 +50,6 @@ IGNORED_REFERENCES = frozenset({"ignore_time_segment_in_scoring"})
 # Streaming shuffles within a buffer fed by several shards at once: enough to mix sources, small in RAM.
 SHUFFLE_BUFFER = 1_000
 SHUFFLE_INPUT_SHARDS = 10
-DATA_FILE_SUFFIX = ".parquet"
-CARD_NAME = "README.md"
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,7 @@ def resolve_dataset(
     text_column: str | None = None,
     id_column: str | None = None,
 ) -> DatasetSpec:
-    """`--dataset NAME` as the CLI gets it: a registry name (optionally re-pointed at a local copy
+    """A data set's NAME as `--data` gives it: a registry name (optionally re-pointed at a local copy
     with `path`), or else a Hub id / local path with the given column names."""
     overrides = {
         key: value
@@ -294,8 +293,8 @@ def _load_from_hub(
     except ConnectionError as error:
         raise TinyAudioError(
             f"Dataset {where} is not cached and the Hugging Face Hub cannot be reached{snapshot_problem}",
-            hint=f"run `tinyaudio download --dataset {spec.name} --split {split}"
-            f"{f' --config {config}' if config else ''}` while online, then evaluate again",
+            hint=f"run `tinyaudio download --data {spec.name},split={split}"
+            f"{f',config={config}' if config else ''}` while online, then evaluate again",
         ) from error
     except DatasetNotFoundError as error:
         raise TinyAudioError(
@@ -383,7 +382,7 @@ def _card_split_files(root: Path, patterns: list[str], config: str | None, split
         where = f"split {split!r}" + (f" of config {config!r}" if config else "")
         raise TinyAudioError(
             f"{root} holds no files of {where} (its card looks for {', '.join(patterns)})",
-            hint="download that split (tinyaudio download --dataset NAME --split SPLIT) or choose another",
+            hint="download that split (tinyaudio download --data NAME,split=SPLIT) or choose another",
         )
     return list(dict.fromkeys(files))
 

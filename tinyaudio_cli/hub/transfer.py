@@ -455,7 +455,8 @@ def split_paths(paths: list[str], card: str | None, config: str | None, split: s
     """The data files of one config's split: by the card's `configs` data_files when it declares them, else by
     a folder named after the split or a file named `<split>-*` / `<split>_*` / `<split>.*` (inside a folder
     named after the config, when there is one)."""
-    from ..data.evaldata import DATA_FILE_SUFFIX, card_split_patterns
+    from ..data.evaldata import card_split_patterns
+    from ..data.naming import DATA_FILE_SUFFIX
 
     patterns = card_split_patterns(card, config, split) if card else None
     if patterns is not None:

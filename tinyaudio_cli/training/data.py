@@ -90,18 +90,6 @@ class MicroBatch:
     features: torch.Tensor | None  # log-mel of the examples without cached frames, in order
 
 
-def source_kind(path: str) -> str:
-    from ..data.entries import MANIFEST_SUFFIXES
-    from ..data.evaldata import CARD_NAME, DATA_FILE_SUFFIX
-
-    local = Path(path).expanduser()
-    if local.is_file() and local.suffix.lower() in MANIFEST_SUFFIXES:
-        return "manifest"
-    if local.is_dir() and not (local / CARD_NAME).is_file() and not any(local.rglob(f"*{DATA_FILE_SUFFIX}")):
-        return "folder"
-    return "dataset"
-
-
 def _permutation(size: int, *seed: int) -> list[int]:
     return np.random.default_rng(list(seed)).permutation(size).tolist()
 
@@ -170,7 +158,11 @@ class DatasetSource:
         from ..data.evaldata import open_dataset, resolve_dataset
 
         self.spec = resolve_dataset(
-            source.path, audio_column=source.audio_column, text_column=source.text_column, id_column=source.id_column
+            source.path,
+            path=source.data_dir,
+            audio_column=source.audio_column,
+            text_column=source.text_column,
+            id_column=source.id_column,
         )
         config = source.config or self.spec.default_config
         self.name = f"{self.spec.path}:{config or 'default'}:{split}"
@@ -280,7 +272,7 @@ def _row_key(cell: Any) -> str:
 def open_source(
     source: DataSource, dev: bool, seed: int, rank: int = 0, world: int = 1, shuffle: bool = True, loop: bool = True
 ) -> ListSource | DatasetSource:
-    kind = source_kind(source.path)
+    kind = source.kind
     path = Path(source.path).expanduser()
     if kind == "manifest":
         return ListSource(str(path), manifest_listing(path), seed, rank, world, shuffle, loop)
