@@ -45,6 +45,9 @@ BASES_SUBFOLDER = "bases"  # where --local-dir puts the base repos, one folder e
 # model core imports nothing else of tinyaudio) are copied, imports flattened
 REMOTE_ENTRY = f"{PACKAGE}.model.hf_pipeline"
 REMOTE_PREFIX = "tinyaudio_"
+# top-level modules that only re-export model/'s, which model/modeling.py still imports: the export follows them
+# to model/ (when modeling.py imports `.constants` and `.errors`, model/ can be copied verbatim)
+REEXPORTS = {f"{PACKAGE}.constants": f"{PACKAGE}.model.constants", f"{PACKAGE}.errors": f"{PACKAGE}.model.errors"}
 CODE_REF_FILES = ("tokenizer_config.json", "preprocessor_config.json")  # configs that may name a checkpoint's code
 ASR_TASK = "automatic-speech-recognition"
 AUTO_MODEL_CLASS = "AutoModelForSpeechSeq2Seq"
@@ -524,6 +527,7 @@ def _flatten_imports(module: str) -> tuple[str, list[tuple[str, set[str]]]]:
         )
         if target is None or target.split(".")[0] != PACKAGE:
             continue
+        target = REEXPORTS.get(target, target)
         _module_file(target)  # a package (`from . import x`) cannot be flattened
         names = ", ".join(alias.name + (f" as {alias.asname}" if alias.asname else "") for alias in node.names)
         indent = " " * node.col_offset

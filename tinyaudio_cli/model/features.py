@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..constants import SAMPLE_RATE
+from .constants import SAMPLE_RATE
 
 LOG_FLOOR = 1e-10  # the floor before log10, as Whisper's reference has it
 DYNAMIC_RANGE = 8.0  # log10 units kept below the loudest frame

@@ -26,9 +26,9 @@ from transformers import (
 )
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from ..constants import BASES_ENV, DEFAULT_MODEL
-from ..errors import TinyAudioError, UsageError
 from .config import AUDIO_TOKEN, TinyAudioConfig
+from .constants import BASES_ENV, DEFAULT_MODEL
+from .errors import TinyAudioError, UsageError
 from .modeling import TinyAudioModel
 from .projector import MOSAProjector, init_projector
 
