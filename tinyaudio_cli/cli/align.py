@@ -15,6 +15,7 @@ from .options import (
     INPUT_PANEL,
     OUTPUT_PANEL,
     DeviceOption,
+    Dtype,
     DtypeOption,
     HighlightWordsOption,
     JsonFlag,
@@ -67,7 +68,7 @@ def align(
     ] = False,
     model: ModelOption = DEFAULT_MODEL,
     device: DeviceOption = "auto",
-    dtype: DtypeOption = "auto",
+    dtype: DtypeOption = Dtype.auto,
     quiet: QuietOption = False,
 ) -> None:
     """Time every word of a transcript you already have (a script, lyrics, a data set's text).

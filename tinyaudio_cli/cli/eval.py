@@ -29,6 +29,7 @@ from .options import (
     PERF_PANEL,
     BatchSizeOption,
     DeviceOption,
+    Dtype,
     DtypeOption,
     MaxNewTokensOption,
     QuietOption,
@@ -163,7 +164,7 @@ def eval_command(
         ),
     ] = False,
     device: DeviceOption = "auto",
-    dtype: DtypeOption = "auto",
+    dtype: DtypeOption = Dtype.auto,
     quiet: QuietOption = False,
 ) -> None:
     """Word error rate and speed of one or more models on LoquaciousSet, the Open ASR sets or your own data.

@@ -5,12 +5,14 @@ Command modules import from here (and from style.py), never from app.py, so the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from enum import Enum
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from ..constants import MODEL_ENV
+from ..errors import UsageError
 
 console = Console(stderr=True)  # progress, summaries and errors; a command's results go to stdout
 
@@ -41,6 +43,73 @@ def _checked(check_name: str) -> Callable[[typer.Context, str], str]:
     return callback
 
 
+class Choice(str, Enum):
+    """A closed set of option values. A member is its value wherever a str goes (comparisons, f-strings, JSON,
+    the libraries' str parameters), so commands pass it on as it comes."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+    __hash__ = str.__hash__  # a dict keyed by the plain values finds a member
+
+
+class Dtype(Choice):
+    """What load_model takes (model.loading.DTYPES, and auto)."""
+
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class SaveDtype(Choice):
+    """What a checkpoint's projector weights are stored in."""
+
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class Scheduler(Choice):
+    """Learning-rate schedules (transformers' get_scheduler names that training offers)."""
+
+    cosine = "cosine"
+    linear = "linear"
+    constant = "constant"
+    constant_with_warmup = "constant_with_warmup"
+    cosine_with_restarts = "cosine_with_restarts"
+    polynomial = "polynomial"
+
+
+class Preset(Choice):
+    """Named starting points for train (training.config.PRESETS)."""
+
+    loquacious = "loquacious"
+    smoke = "smoke"
+    tiny_en = "tiny-en"
+
+
+def choices(enum: type[Choice], what: str) -> dict[str, Any]:
+    """typer.Option settings for a closed set of values: help shows [a|b|c], the shell completes them, and a
+    value outside the set is the app's one error line (a UsageError, exit 2, raised while the command line is
+    parsed) rather than a boxed parser message. The command gets the enum member (a str)."""
+    values = [member.value for member in enum]
+
+    def check(value: str) -> Choice:
+        if value not in values:
+            raise UsageError(f"unknown {what} {value!r} ({', '.join(values)})")
+        return enum(value)
+
+    def callback(ctx: typer.Context, value: Any) -> Any:
+        if value is None or ctx.resilient_parsing:  # not given, or the shell is completing a half-typed line
+            return value
+        return [check(item) for item in value] if isinstance(value, list) else check(value)
+
+    def complete(incomplete: str) -> list[str]:
+        return [value for value in values if value.startswith(incomplete)]
+
+    return {"metavar": f"[{'|'.join(values)}]", "callback": callback, "autocompletion": complete}
+
+
 DeviceOption = Annotated[
     str,
     typer.Option(
@@ -53,11 +122,11 @@ DeviceOption = Annotated[
 DtypeOption = Annotated[
     str,
     typer.Option(
-        "--dtype",
-        help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.",
-        callback=_checked("check_dtype"),
-        rich_help_panel=PERF_PANEL,
+        "--dtype", help="auto: bfloat16 on CUDA, float32 on CPU.", rich_help_panel=PERF_PANEL, **choices(Dtype, "dtype")
     ),
+]
+SaveDtypeOption = Annotated[
+    str, typer.Option("--dtype", help="Precision of the stored projector weights.", **choices(SaveDtype, "dtype"))
 ]
 BatchSizeOption = Annotated[
     int | None,

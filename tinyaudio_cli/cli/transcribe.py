@@ -32,6 +32,7 @@ from .options import (
     PERF_PANEL,
     BatchSizeOption,
     DeviceOption,
+    Dtype,
     DtypeOption,
     HighlightWordsOption,
     JsonFlag,
@@ -129,7 +130,7 @@ def transcribe(
     reference_mode: ReferenceModeOption = False,
     max_new_tokens: MaxNewTokensOption = None,
     device: DeviceOption = "auto",
-    dtype: DtypeOption = "auto",
+    dtype: DtypeOption = Dtype.auto,
     batch_size: BatchSizeOption = None,
     pack: Annotated[
         bool,
