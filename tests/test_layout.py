@@ -166,3 +166,15 @@ def test_no_module_imports_another_modules_private_names() -> None:
                 if alias.name.startswith("_") and not alias.name.startswith("__"):
                     taken.add((name, alias.name))
     assert taken == set()
+
+
+def test_the_cli_starts_without_the_heavy_libraries() -> None:
+    """Every Tab of shell completion starts the CLI (tinyaudio_cli/completion.py), so parsing a command line
+    must not import numpy, soundfile, torch, transformers or datasets: the commands import them when they run."""
+    import subprocess
+    import sys
+
+    heavy = ("numpy", "soundfile", "torch", "transformers", "datasets", "ffmpeg")
+    probe = f"import sys, tinyaudio_cli.cli; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == []

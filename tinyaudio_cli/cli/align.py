@@ -25,6 +25,7 @@ from .options import (
     SrtFlag,
     VttFlag,
     console,
+    names,
 )
 
 ALIGN_FORMATS = ("json", "srt", "vtt", "tsv")  # not txt: beside its media, clip.txt is the text being aligned
@@ -41,7 +42,11 @@ def align(
     formats: Annotated[
         list[str] | None,
         typer.Option(
-            "--format", "-f", help="json, srt, vtt or tsv; repeatable (default json).", rich_help_panel=OUTPUT_PANEL
+            "--format",
+            "-f",
+            help="json, srt, vtt or tsv; repeatable (default json).",
+            rich_help_panel=OUTPUT_PANEL,
+            autocompletion=names(lambda: ALIGN_FORMATS),
         ),
     ] = None,
     srt: SrtFlag = False,

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..constants import BASES_ENV, DEFAULT_MODEL, MODEL_ENV
 from ..errors import TinyAudioError
-from .options import HUB_PANEL, QuietOption, TokenOption, console, deprecated
+from .options import HUB_PANEL, QuietOption, TokenOption, complete_dataset, complete_model, console, deprecated
 
 if TYPE_CHECKING:
     from ..data.naming import DataSource
@@ -29,6 +29,7 @@ def download(
             f"\\[default: {DEFAULT_MODEL}]",
             envvar=MODEL_ENV,
             show_default=False,
+            autocompletion=complete_model,
         ),
     ] = None,
     data: Annotated[
@@ -40,6 +41,7 @@ def download(
             "commas: config=, split= (default: the registry's), as eval and train name data sets.",
             metavar="NAME[,KEY=VALUE...]",
             rich_help_panel=DATASET_PANEL,
+            autocompletion=complete_dataset,
         ),
     ] = None,
     split: Annotated[

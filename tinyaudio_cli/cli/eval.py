@@ -34,6 +34,8 @@ from .options import (
     MaxNewTokensOption,
     QuietOption,
     ReferenceModeOption,
+    complete_dataset,
+    complete_model,
     console,
     deprecated,
     quiet_transformers,
@@ -62,6 +64,7 @@ def eval_command(
             metavar="NAME[,KEY=VALUE...]",
             rich_help_panel=INPUT_PANEL,
             show_default=False,
+            autocompletion=complete_dataset,
         ),
     ] = None,
     config: Annotated[
@@ -113,6 +116,7 @@ def eval_command(
             f"Default: {DEFAULT_MODEL}.",
             rich_help_panel=MODEL_PANEL,
             show_default=False,
+            autocompletion=complete_model,
         ),
     ] = None,
     reference_mode: ReferenceModeOption = False,
@@ -173,7 +177,7 @@ def eval_command(
     are scored as one corpus: WER, CER, substitutions, deletions and insertions, WER by utterance length and
     the most frequent substitutions. RTFx is seconds of audio per second of model work. Samples whose audio
     cannot be decoded are listed and left out of the score, never dropped silently. Datasets are read
-    offline from a local copy or the Hugging Face cache (`tinyaudio download --dataset NAME` fetches one).
+    offline from a local copy or the Hugging Face cache (`tinyaudio download --data NAME` fetches one).
 
     [bold]Examples[/]
 

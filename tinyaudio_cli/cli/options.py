@@ -4,24 +4,60 @@ Command modules import from here (and from style.py), never from app.py, so the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from ..constants import MODEL_ENV
+from ..constants import BUNDLED_MODEL_NAMES, MODEL_ENV
 from ..errors import UsageError
 
 console = Console(stderr=True)  # progress, summaries and errors; a command's results go to stdout
 
 MODEL_PANEL, INPUT_PANEL, OUTPUT_PANEL, PERF_PANEL, HUB_PANEL = "Model", "Input", "Output", "Performance", "Hub"
 
+DEVICES = ("auto", "cpu", "cuda", "mps")  # and cuda:N, which only torch could list (too slow for a Tab)
+
+
+def names(source: Callable[[], Iterable[str]]) -> Callable[[str], list[str]]:
+    """A shell completer: the names `source` lists that start with what is typed. With none, every shell's
+    script (completions/, or --install-completion) falls back to completing file names, so a value that
+    may also be a path (a local checkpoint, a manifest) completes as one."""
+
+    def complete(incomplete: str) -> list[str]:
+        return [name for name in source() if name.startswith(incomplete)]
+
+    return complete
+
+
+def _dataset_names() -> Iterable[str]:
+    from ..data.registry import DATASETS  # light: no numpy, no datasets
+
+    return DATASETS
+
+
+def _format_names() -> Iterable[str]:
+    from ..inference.writers import ALL_FORMATS, FORMATS
+
+    return (*FORMATS, ALL_FORMATS)
+
+
+complete_device = names(lambda: DEVICES)
+complete_model = names(lambda: BUNDLED_MODEL_NAMES)  # a shipped model's short name, or a folder
+complete_dataset = names(_dataset_names)  # a registered set, or a folder, Parquet file or manifest
+complete_format = names(_format_names)
+
 ModelOption = Annotated[
     str,
     typer.Option(
-        "--model", "-m", envvar=MODEL_ENV, help="Checkpoint: Hub id or local folder.", rich_help_panel=MODEL_PANEL
+        "--model",
+        "-m",
+        envvar=MODEL_ENV,
+        help="Checkpoint: Hub id or local folder.",
+        rich_help_panel=MODEL_PANEL,
+        autocompletion=complete_model,
     ),
 ]
 
@@ -116,6 +152,7 @@ DeviceOption = Annotated[
         "--device",
         help="auto, cpu, cuda, cuda:N or mps.",
         callback=_checked("check_device"),
+        autocompletion=complete_device,
         rich_help_panel=PERF_PANEL,
     ),
 ]

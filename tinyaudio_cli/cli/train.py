@@ -17,7 +17,18 @@ from rich.table import Table
 
 from .. import distributed
 from ..training.config import FIELD_TYPES, SOURCE_FIELDS, TrainConfig, parse_assignment, resolve_config
-from .options import Choice, Dtype, Preset, QuietOption, Scheduler, choices, console, quiet_transformers
+from .options import (
+    Choice,
+    Dtype,
+    Preset,
+    QuietOption,
+    Scheduler,
+    choices,
+    complete_dataset,
+    complete_model,
+    console,
+    quiet_transformers,
+)
 
 if TYPE_CHECKING:
     from ..training.trainer import TrainResult  # imports torch: --help must not
@@ -39,7 +50,9 @@ def _setting_parameter(item: Field) -> inspect.Parameter:
     flag = meta["flag"] or item.name.replace("_", "-")
     panel, text = meta["panel"], meta["help"] + _default_text(item)
     if item.name in SOURCE_FIELDS:
-        option = typer.Option(f"--{flag}", help=text, rich_help_panel=panel, show_default=False)
+        option = typer.Option(
+            f"--{flag}", help=text, rich_help_panel=panel, show_default=False, autocompletion=complete_dataset
+        )
         annotation: Any = Annotated[list[str] | None, option]
     else:
         kind = next(arg for arg in (*get_args(FIELD_TYPES[item.name]), FIELD_TYPES[item.name]) if arg is not type(None))
@@ -47,6 +60,8 @@ def _setting_parameter(item: Field) -> inspect.Parameter:
             [f"--{flag}/--no-{flag}"] if kind is bool else [f"--{flag}", *([meta["short"]] if meta["short"] else [])]
         )
         closed = choices(CHOICES[item.name], item.name) if item.name in CHOICES else {}
+        if item.name == "init_from":
+            closed["autocompletion"] = complete_model
         option = typer.Option(*names, help=text, rich_help_panel=panel, show_default=False, **closed)
         annotation = Annotated[kind | None, option]
     return inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)

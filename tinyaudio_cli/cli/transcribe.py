@@ -43,6 +43,7 @@ from .options import (
     ReferenceModeOption,
     SrtFlag,
     VttFlag,
+    complete_format,
     console,
     quiet_transformers,
 )
@@ -60,7 +61,11 @@ def transcribe(
     formats: Annotated[
         list[str] | None,
         typer.Option(
-            "--format", "-f", help="txt, srt, vtt, json, tsv or all; repeatable.", rich_help_panel=OUTPUT_PANEL
+            "--format",
+            "-f",
+            help="txt, srt, vtt, json, tsv or all; repeatable.",
+            rich_help_panel=OUTPUT_PANEL,
+            autocompletion=complete_format,
         ),
     ] = None,
     srt: SrtFlag = False,
