@@ -27,8 +27,9 @@ from tinystack import build_checkpoint
 from typer.testing import CliRunner
 
 from tinyaudio_cli.cli import app
+from tinyaudio_cli.data.prefetch import Prefetched
 from tinyaudio_cli.errors import TinyAudioError
-from tinyaudio_cli.evaluation.runner import EvalOptions, EvalSource, _prefetched, run_evaluation
+from tinyaudio_cli.evaluation.runner import EvalOptions, EvalSource, run_evaluation
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -349,7 +350,7 @@ def test_read_ahead_keeps_order_and_raises_where_the_source_failed() -> None:
 
     seen = []
     with pytest.raises(TinyAudioError, match="shard 3"):
-        for item in _prefetched(source(), 1):
+        for item in Prefetched(source(), 1, "tinyaudio-eval-data"):
             seen.append(item)
     assert seen == ["first", "second"]
 
@@ -362,7 +363,7 @@ def test_read_ahead_is_bounded_and_stops_when_abandoned() -> None:
             made.append(number)
             yield number
 
-    stream = _prefetched(endless(), 2)
+    stream = Prefetched(endless(), 2, "tinyaudio-eval-data")
     assert next(stream) == 0
     stream.close()
     assert len(made) <= 4  # the one taken, two queued, one waiting to be queued

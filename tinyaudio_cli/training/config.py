@@ -37,7 +37,6 @@ TRAIN_SPLIT = "train"
 DEV_FALLBACK_SPLIT = "validation"
 PREFETCH_GROUPS = 2  # optimizer steps of data prepared ahead by the loader thread
 MAX_CONSECUTIVE_SKIPS = 1_000  # a source that yields nothing usable for this long is broken, not noisy
-LOADER_POLL_SECONDS = 0.1
 
 DEFAULT_AUDIO_MODEL = "openai/whisper-large-v3-turbo"  # = model.config.DEFAULT_AUDIO_MODEL
 DEFAULT_TEXT_MODEL = "HuggingFaceTB/SmolLM3-3B"  # = model.config.DEFAULT_TEXT_MODEL

@@ -6,9 +6,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import queue
 import random
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,12 +17,12 @@ import torch
 
 from ..constants import SAMPLE_RATE
 from ..data.entries import SampleEntry, folder_listing, manifest_listing
+from ..data.prefetch import Prefetched
 from ..errors import TinyAudioError
 from ..model.features import whisper_features
 from .config import (
     DEV_FALLBACK_SPLIT,
     DEV_SPLITS,
-    LOADER_POLL_SECONDS,
     MAX_CONSECUTIVE_SKIPS,
     PREFETCH_GROUPS,
     PRONOUN_I,
@@ -409,36 +407,18 @@ class Loader:
     def __init__(self, stream: ExampleStream, batch_size: int, accumulation: int, feature_extractor: Any) -> None:
         self.stream, self.batch_size, self.accumulation = stream, batch_size, accumulation
         self.feature_extractor = feature_extractor
-        self.queue: queue.Queue = queue.Queue(maxsize=PREFETCH_GROUPS)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="tinyaudio-loader", daemon=True)
-        self.thread.start()
+        self.groups = Prefetched(self._groups(), PREFETCH_GROUPS, "tinyaudio-loader")
 
-    def _run(self) -> None:
-        try:
-            while not self.stopping.is_set():
-                group = [
-                    collate([next(self.stream) for _ in range(self.batch_size)], self.feature_extractor)
-                    for _ in range(self.accumulation)
-                ]
-                self._put((group, self.stream.state()))
-        except BaseException as error:  # handed to the training thread, which raises it
-            self._put((None, error))
-
-    def _put(self, item: tuple[Any, Any]) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.queue.put(item, timeout=LOADER_POLL_SECONDS)
-                return
-            except queue.Full:
-                continue
+    def _groups(self) -> Iterator[tuple[list[MicroBatch], dict[str, Any]]]:
+        while True:
+            group = [
+                collate([next(self.stream) for _ in range(self.batch_size)], self.feature_extractor)
+                for _ in range(self.accumulation)
+            ]
+            yield group, self.stream.state()
 
     def next(self) -> tuple[list[MicroBatch], dict[str, Any]]:
-        group, position = self.queue.get()
-        if group is None:
-            raise position
-        return group, position
+        return next(self.groups)
 
     def close(self) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=30)
+        self.groups.close(timeout=30)
