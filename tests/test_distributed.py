@@ -129,12 +129,12 @@ def manifest(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path:
 @pytest.mark.slow  # several processes or a long decode: out of the fast loop
 def test_two_process_eval_equals_one_process(checkpoint, manifest, tmp_path) -> None:
     single = tmp_path / "single"
-    result = CliRunner().invoke(app, ["eval", "--manifest", str(manifest), "-m", str(checkpoint), "-o", str(single),
+    result = CliRunner().invoke(app, ["eval", "--data", str(manifest), "-m", str(checkpoint), "-o", str(single),
                                       *EVAL_FLAGS])  # fmt: skip
     assert result.exit_code == 0, result.output
 
     double = tmp_path / "double"
-    completed = torchrun("eval", "--manifest", manifest, "-m", checkpoint, "-o", double, *EVAL_FLAGS)
+    completed = torchrun("eval", "--data", manifest, "-m", checkpoint, "-o", double, *EVAL_FLAGS)
     assert (double / "predictions.jsonl").read_text() == (single / "predictions.jsonl").read_text()
     ids = [json.loads(line)["id"] for line in (double / "predictions.jsonl").read_text().splitlines()]
     assert ids == ["clip-0", "clip-1", "clip-broken", "clip-2", "clip-3", "clip-4"]  # source order restored

@@ -27,8 +27,9 @@ from tinystack import build_checkpoint
 from typer.testing import CliRunner
 
 from tinyaudio_cli.cli import app
+from tinyaudio_cli.data.prefetch import Prefetched
 from tinyaudio_cli.errors import TinyAudioError
-from tinyaudio_cli.evaluation.runner import EvalOptions, EvalSource, _prefetched, run_evaluation
+from tinyaudio_cli.evaluation.runner import EvalOptions, EvalSource, run_evaluation
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -130,7 +131,7 @@ def folder(tmp_path_factory: pytest.TempPathFactory, speech: list[np.ndarray]) -
 def loquacious_run(tmp_path_factory: pytest.TempPathFactory, checkpoints: list[Path], loquacious: Path) -> dict:
     """The headline run: a registry name re-pointed at a local copy, with the default warm-up batch."""
     out = tmp_path_factory.mktemp("loquacious-out")
-    result = invoke("--dataset", "loquacious", "--data-dir", loquacious, "-m", checkpoints[0], "-o", out,
+    result = invoke("--data", f"loquacious,data_dir={loquacious}", "-m", checkpoints[0], "-o", out,
                     "--device", "cpu", "--dtype", "float32", "--max-new-tokens", "12")  # fmt: skip
     assert result.exit_code == 0, result.output
     return {"out": out, "stdout": result.stdout, "stderr": result.stderr}
@@ -139,7 +140,7 @@ def loquacious_run(tmp_path_factory: pytest.TempPathFactory, checkpoints: list[P
 @pytest.fixture(scope="module")
 def comparison_run(tmp_path_factory: pytest.TempPathFactory, checkpoints: list[Path], manifest: Path) -> dict:
     out = tmp_path_factory.mktemp("compare-out")
-    result = invoke("--manifest", manifest, "-m", checkpoints[0], "-m", checkpoints[1], "-o", out, *FAST)
+    result = invoke("--data", manifest, "-m", checkpoints[0], "-m", checkpoints[1], "-o", out, *FAST)
     assert result.exit_code == 0, result.output
     return {"out": out, "stdout": result.stdout}
 
@@ -229,7 +230,7 @@ def test_clips_over_30_seconds_take_the_long_form_path(loquacious_run: dict) -> 
 
 
 def test_folder_and_max_samples(folder: Path, checkpoints: list[Path], tmp_path: Path) -> None:
-    args = ["--folder", folder, "--max-samples", "1", "-m", checkpoints[0], "-o", tmp_path, "--warmup-batches", "0"]
+    args = ["--data", folder, "--max-samples", "1", "-m", checkpoints[0], "-o", tmp_path, "--warmup-batches", "0"]
     result = invoke(*args, "--device", "cpu", "--dtype", "float32")
     assert result.exit_code == 0, result.output
     summary = summary_of(tmp_path)
@@ -253,19 +254,64 @@ def test_no_normalize_scores_raw_text(manifest: Path, checkpoints: list[Path]) -
 
 
 @pytest.mark.parametrize(
+    ("spelling", "instead"),
+    [
+        (["--dataset", "loquacious", "--data-dir", "{loquacious}"], None),
+        (["--manifest", "{manifest}"], "--data FILE"),
+        (["--folder", "{folder}"], "--data FOLDER"),
+        (["--dataset", "{manifest}"], "--data NAME"),  # a local manifest given to --dataset is read as one
+    ],
+)
+def test_old_spellings_still_name_the_same_samples_with_a_deprecation_line(
+    spelling: list[str], instead: str | None, loquacious: Path, manifest: Path, folder: Path,
+    checkpoints: list[Path], tmp_path: Path,
+) -> None:  # fmt: skip
+    """eval's --dataset, --data-dir, --manifest and --folder work for one more release: each says, in one line on
+    stderr, what replaces it, and the run reads what --data with the same NAME reads."""
+    paths = {"{loquacious}": str(loquacious), "{manifest}": str(manifest), "{folder}": str(folder)}
+    old = [paths.get(word, word) for word in spelling]
+    new = ["--data", f"loquacious,data_dir={loquacious}"] if "--data-dir" in old else ["--data", old[1]]
+    runs = {}
+    for name, args in (("old", old), ("new", new)):
+        result = invoke(*args, "--max-samples", "1", "-m", checkpoints[0], "-o", tmp_path / name, *FAST, "-q")
+        assert result.exit_code == 0, result.output
+        runs[name] = (
+            result.stderr.splitlines(),
+            summary_of(tmp_path / name),
+            read_jsonl(tmp_path / name / "predictions.jsonl"),
+        )
+    warnings = runs["old"][0]
+    flags = [word for word in old if word.startswith("--")]
+    assert len(warnings) == len(flags) and runs["new"][0] == []
+    for flag, line in zip(flags, warnings, strict=True):
+        assert line.startswith(f"warning: {flag} is deprecated") and "next release" in line
+    if instead:
+        assert warnings[0].endswith(f"use {instead}")
+    for key in ("dataset", "config", "split", "samples"):
+        assert runs["old"][1][key] == runs["new"][1][key]
+    assert [row["id"] for row in runs["old"][2]] == [row["id"] for row in runs["new"][2]]
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--dataset", "nobody-xyz/never-cached-set"], "not cached"),
-        (["--dataset", "no-such-set"], "Unknown dataset"),
-        (["--dataset", "loquacious", "--split", "train"], "no split 'train'"),
+        (["--data", "nobody-xyz/never-cached-set"], "not cached"),
+        (["--data", "no-such-set"], "Unknown dataset"),
+        (["-d", "loquacious", "--split", "train"], "no split 'train'"),
+        (["--data", "loquacious,split=train"], "no split 'train'"),
+        (["--data", "loquacious,split=test", "--split", "dev"], "--split dev and split=test disagree"),
+        (["--data", "loquacious,weight=2"], "weight= only applies to train"),
+        (["--data", "loquacious,colour=red"], "unknown data option 'colour'"),
+        (["--data", "m.jsonl", "--folder", "."], "--data and --folder both name samples"),
         (["--manifest", "m.jsonl", "--folder", "."], "both name samples"),
-        (["--folder", ".", "--config", "medium"], "--config only apply to --dataset"),
+        (["--folder", ".", "--config", "medium"], "--config only apply to a dataset, not a folder"),
     ],
 )
 def test_errors_are_one_clear_line(args: list[str], message: str, checkpoints: list[Path]) -> None:
     result = invoke(*args, "-m", checkpoints[0], *FAST)
     assert result.exit_code == 1
-    assert result.stderr.startswith("error:") and message in result.stderr
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    assert errors[0].startswith("error:") and message in result.stderr
     assert "Traceback" not in result.output
 
 
@@ -274,7 +320,7 @@ def test_pack_shares_encoder_windows_and_scores_every_clip(
 ) -> None:
     packed, alone = tmp_path / "packed", tmp_path / "alone"
     for out, extra in ((packed, ["--pack"]), (alone, [])):
-        result = invoke("--manifest", manifest, "-m", checkpoints[0], *FAST, "-o", out, *extra)
+        result = invoke("--data", manifest, "-m", checkpoints[0], *FAST, "-o", out, *extra)
         assert result.exit_code == 0, result.output
     assert summary_of(packed)["settings"]["pack"] is True and summary_of(alone)["settings"]["pack"] is False
     ids = [[row["id"] for row in read_jsonl(out / "predictions.jsonl")] for out in (packed, alone)]
@@ -283,7 +329,7 @@ def test_pack_shares_encoder_windows_and_scores_every_clip(
 
 def test_vad_scores_what_transcribe_writes(manifest: Path, checkpoints: list[Path], tmp_path: Path) -> None:
     """--vad sends every clip through transcribe's pipeline: each hypothesis is the text `transcribe` gives."""
-    result = invoke("--manifest", manifest, "-m", checkpoints[0], *FAST, "-o", tmp_path / "eval", "--vad")
+    result = invoke("--data", manifest, "-m", checkpoints[0], *FAST, "-o", tmp_path / "eval", "--vad")
     assert result.exit_code == 0, result.output
     assert summary_of(tmp_path / "eval")["settings"]["vad"] is True
     predictions = read_jsonl(tmp_path / "eval" / "predictions.jsonl")
@@ -304,7 +350,7 @@ def test_read_ahead_keeps_order_and_raises_where_the_source_failed() -> None:
 
     seen = []
     with pytest.raises(TinyAudioError, match="shard 3"):
-        for item in _prefetched(source(), 1):
+        for item in Prefetched(source(), 1, "tinyaudio-eval-data"):
             seen.append(item)
     assert seen == ["first", "second"]
 
@@ -317,7 +363,7 @@ def test_read_ahead_is_bounded_and_stops_when_abandoned() -> None:
             made.append(number)
             yield number
 
-    stream = _prefetched(endless(), 2)
+    stream = Prefetched(endless(), 2, "tinyaudio-eval-data")
     assert next(stream) == 0
     stream.close()
     assert len(made) <= 4  # the one taken, two queued, one waiting to be queued

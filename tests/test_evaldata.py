@@ -16,17 +16,8 @@ import pytest
 import soundfile as sf
 from conftest import LOQUACIOUS_CARD, SENTENCES, espeak, run_ffmpeg
 
-from tinyaudio_cli.data.evaldata import (
-    DATASETS,
-    EvalSample,
-    decode_audio_bytes,
-    decoded,
-    folder_entries,
-    hub_entries,
-    hub_spec,
-    manifest_entries,
-    resolve_dataset,
-)
+from tinyaudio_cli.data.entries import EvalSample, decoded, folder_entries, manifest_entries
+from tinyaudio_cli.data.evaldata import DATASETS, decode_audio_bytes, hub_entries, hub_spec, resolve_dataset
 from tinyaudio_cli.errors import TinyAudioError
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -215,14 +206,14 @@ def test_snapshot_with_only_the_downloaded_split(loquacious: dict, tmp_path: Pat
         list(iter_hub_dataset(spec, config="medium", split="dev", cache_dir=tmp_path))
     assert "not cached" in caught.value.message and "lacks it" in caught.value.message
     assert "'dev'" in caught.value.message
-    assert "tinyaudio download --dataset loquacious --split dev --config medium" in caught.value.hint
+    assert "tinyaudio download --data loquacious,split=dev,config=medium" in caught.value.hint
 
 
 def test_uncached_hub_dataset_names_the_download_command(tmp_path: Path) -> None:
     with pytest.raises(TinyAudioError) as caught:
         list(iter_hub_dataset(DATASETS["loquacious"], cache_dir=tmp_path))
     assert "not cached" in caught.value.message
-    assert "tinyaudio download --dataset loquacious" in caught.value.hint
+    assert "tinyaudio download --data loquacious" in caught.value.hint
 
 
 def test_unknown_config_split_and_dataset() -> None:

@@ -62,7 +62,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 DEVICE_COMMANDS = {
     "transcribe": lambda ck, clip, out: ["transcribe", clip, "-m", ck, "-o", out],
-    "eval": lambda ck, clip, out: ["eval", "--folder", clip.parent, "-m", ck, "-o", out],
+    "eval": lambda ck, clip, out: ["eval", "--data", clip.parent, "-m", ck, "-o", out],
     "train": lambda ck, clip, out: ["train", "--data", clip.parent, "-o", out, "--max-steps", "1"],
 }
 
@@ -94,6 +94,40 @@ def test_unknown_dtype_is_a_one_line_usage_error(command: str, checkpoint: Path,
     result = tinyaudio(*DEVICE_COMMANDS[command](checkpoint, clip, tmp_path / "out"), "--dtype", "float8")
     assert result.returncode == 2, result.stderr
     assert one_error_line(result) == "error: unknown dtype 'float8' (auto, float32, bfloat16, float16)"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--lr-scheduler", "cosin"], "error: unknown lr_scheduler 'cosin' (cosine, linear, constant, "
+         "constant_with_warmup, cosine_with_restarts, polynomial)"),
+        (["--save-dtype", "int8"], "error: unknown save_dtype 'int8' (auto, float32, bfloat16, float16)"),
+        (["--preset", "tiny"], "error: unknown preset 'tiny' (loquacious, smoke, tiny-en)"),
+    ],
+)  # fmt: skip
+def test_train_choices_outside_their_set_are_one_line_usage_errors(args: list[str], line: str, tmp_path: Path) -> None:
+    """A closed set of values (an Enum in cli/options.py) is checked while the command line is parsed: exit 2,
+    before a preset, a config file or any data is read."""
+    result = tinyaudio("train", "--data", tmp_path, "-o", tmp_path / "out", "--dry-run", *args)
+    assert result.returncode == 2, result.stderr
+    assert one_error_line(result) == line
+
+
+def test_help_and_completion_know_each_closed_set_of_values() -> None:
+    """Each Enum names its values once: help shows them as [a|b|c], the library accepts exactly them, and
+    Click's completion offers them."""
+    from tinyaudio_cli.cli.options import Dtype, Preset, SaveDtype, Scheduler
+    from tinyaudio_cli.model.loading import DTYPES
+    from tinyaudio_cli.training.config import PRESETS, SCHEDULERS
+
+    assert [m.value for m in Dtype] == ["auto", *DTYPES] and [m.value for m in SaveDtype] == list(DTYPES)
+    assert [m.value for m in Scheduler] == list(SCHEDULERS) and [m.value for m in Preset] == list(PRESETS)
+    help_text = tinyaudio("train", "--help").stdout
+    assert "[loquacious|smoke|tiny-en]" in help_text and "[cosine|linear|constant|" in help_text
+    assert "[float32|bfloat16|float16]" in tinyaudio("export", "--help").stdout
+    env = {**ENV, "_TINYAUDIO_COMPLETE": "complete_bash", "COMP_WORDS": "tinyaudio eval --dtype bf", "COMP_CWORD": "3"}
+    completed = subprocess.run([sys.executable, "-m", "tinyaudio_cli"], capture_output=True, text=True, env=env)
+    assert completed.stdout.split() == ["bfloat16"]
 
 
 def test_export_unknown_dtype_is_a_one_line_usage_error(checkpoint: Path, tmp_path: Path) -> None:
@@ -176,7 +210,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path, clip: Pat
     (data / "clip.txt").write_text("a tone")
     summaries = {}
     for name, model in (("same", checkpoint), ("other", other)):
-        run = tinyaudio("eval", "--folder", data, "-m", model, "-o", root / name, "--max-new-tokens", "4",
+        run = tinyaudio("eval", "--data", data, "-m", model, "-o", root / name, "--max-new-tokens", "4",
                         "--warmup-batches", "0", "--device", "cpu", "-q")  # fmt: skip
         assert run.returncode == 0, run.stderr
         summaries[name] = next((root / name).rglob("summary.json"))

@@ -37,7 +37,8 @@ from tinystack import build_checkpoint
 from typer.testing import CliRunner
 
 from tinyaudio_cli.cli import app
-from tinyaudio_cli.data.evaldata import DATASETS, cached_snapshot, decoded, hub_entries
+from tinyaudio_cli.data.entries import decoded
+from tinyaudio_cli.data.evaldata import DATASETS, cached_snapshot, hub_entries
 from tinyaudio_cli.errors import TinyAudioError
 from tinyaudio_cli.hub.transfer import hub_errors, read_eval_summary, remote_code
 from tinyaudio_cli.model import load_model
@@ -211,7 +212,8 @@ def online(hub: HubStandIn, stack: dict[str, Path], source_wav: Path, tmp_path_f
         cli("unknown", "download", "nobody/nothing"),
         cli("gated", "download", GATED, "--cache-dir", root / "gated-cache"),
         cli("gated_token", "download", GATED, "--cache-dir", root / "gated-cache", "--token", TOKEN, "-q"),
-        cli("dataset", "download", "--dataset", "loquacious", "--split", "test"),
+        cli("dataset", "download", "--data", "loquacious,split=test"),
+        cli("dataset_alias", "download", "--dataset", "loquacious", "--split", "test", "--cache-dir", root / "alias"),
         cli("push_no_token", *push[:-1], "me/refused", env=mapped),
         cli("push", *push, "--token", TOKEN, "--overwrite", env=mapped),  # over the export push_no_token made
         ["pipeline", "hub_pipeline", PUSHED, str(source_wav)],
@@ -341,6 +343,33 @@ def test_dataset_download_fetches_one_split_where_eval_looks(online, hub):
     assert cached_snapshot(LOQUACIOUS, cache_dir=cache) is not None
 
 
+def test_download_dataset_is_a_deprecated_spelling_of_data(online):
+    """`download --dataset NAME --split S` fetches what `--data NAME,split=S` fetches, and says in one line on
+    stderr that it is deprecated."""
+    run = online["results"]["dataset_alias"]
+    assert run["code"] == 0, run["stderr"]
+    assert run["stderr"].splitlines()[0] == (
+        "warning: --dataset is deprecated and will be removed in the next release; use --data NAME"
+    )
+    expected = cached_files(online["home"] / "hub", LOQUACIOUS, "dataset")
+    assert cached_files(online["root"] / "alias", LOQUACIOUS, "dataset") == expected
+    assert "warning" not in online["results"]["dataset"]["stderr"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--data", "loquacious,audio_column=wav"], "audio_column= mean nothing to download"),
+        (["--data", "loquacious,split=test", "--split", "dev"], "--split dev and split=test disagree"),
+        (["--data", "loquacious", "--dataset", "loquacious"], "--data and --dataset both name a data set"),
+        (["tiny-en", "--data", "loquacious"], "name a model or --data, not both"),
+    ],
+)
+def test_download_data_mistakes_are_one_line(args: list[str], message: str) -> None:
+    run = CliRunner().invoke(app, ["download", *args], env={"HF_HUB_OFFLINE": "1"})
+    assert run.exit_code == 1 and message in run.stderr and "Traceback" not in run.output
+
+
 def test_downloaded_split_is_read_offline(online):
     cache = online["home"] / "hub"
     samples = list(decoded(hub_entries(DATASETS["loquacious"], split="test", cache_dir=cache)))
@@ -438,7 +467,7 @@ def test_export_refuses_a_folder_it_did_not_write(stack, tmp_path):
 
 def test_help_lists_examples_and_panels():
     for command, example, panels in (
-        ("download", "tinyaudio download --dataset loquacious", ("Hub", "Files", "Dataset")),
+        ("download", "tinyaudio download --data loquacious", ("Hub", "Files", "Dataset")),
         ("export", "--push-to-hub my-org/my-asr", ("Model card", "Hub")),
     ):
         run = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "120"})

@@ -137,3 +137,44 @@ def test_no_module_over_800_lines() -> None:
         name: count for name, path in modules().items() if (count := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+def test_one_home_for_the_distributed_setup() -> None:
+    """torchrun's environment is read, and a process group joined, in distributed.py only: train, eval and
+    transcribe share one set-up instead of each reading RANK themselves."""
+    markers = ("init_process_group", '"RANK"', '"WORLD_SIZE"', '"LOCAL_RANK"')
+    elsewhere = {
+        (name, marker)
+        for name, path in modules().items()
+        if name != f"{ROOT}.distributed"
+        for marker in markers
+        if marker in path.read_text(encoding="utf-8")
+    }
+    assert elsewhere == set()
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """A name starting with an underscore is its module's business: what another part needs is made public
+    (as the data layer is for eval, train and download), so it is not taken from behind the module's back."""
+    found = modules()
+    taken = set()
+    for name, path in found.items():
+        for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom) or not (node.level or (node.module or "").startswith(ROOT)):
+                continue
+            for alias in node.names:
+                if alias.name.startswith("_") and not alias.name.startswith("__"):
+                    taken.add((name, alias.name))
+    assert taken == set()
+
+
+def test_the_cli_starts_without_the_heavy_libraries() -> None:
+    """Every Tab of shell completion starts the CLI (tinyaudio_cli/completion.py), so parsing a command line
+    must not import numpy, soundfile, torch, transformers or datasets: the commands import them when they run."""
+    import subprocess
+    import sys
+
+    heavy = ("numpy", "soundfile", "torch", "transformers", "datasets", "ffmpeg")
+    probe = f"import sys, tinyaudio_cli.cli; print(' '.join(m for m in {heavy!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == []

@@ -283,6 +283,18 @@ def test_streamed_dataset_position_restores_exactly(tmp_path, monkeypatch):
     assert not set(rows[0]) & set(rows[1])
 
 
+def test_data_names_a_local_copy_of_a_registered_set_as_eval_does(tmp_path):
+    """`--data loquacious,data_dir=PATH` (eval's spelling) reads the local copy with the registry's columns
+    (wav, text, ID) and its train split."""
+    folder = tmp_path / "LoquaciousSet"
+    (folder / "train").mkdir(parents=True)
+    ids = ["a", "b", "c"]
+    table = pa.table({"ID": ids, "wav": [b"not decoded here"] * 3, "text": [f"say {i}" for i in ids]})
+    pq.write_table(table, folder / "train" / "train-00000.parquet")
+    source = open_source(DataSource.parse(f"loquacious,data_dir={folder}"), False, 0, shuffle=False, loop=False)
+    assert [(entry.id.rsplit("|", 1)[1], entry.text) for entry in source] == [(i, f"say {i}") for i in ids]
+
+
 # -- training --------------------------------------------------------------------------------------------------
 
 

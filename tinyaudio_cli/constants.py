@@ -1,10 +1,22 @@
-"""Constants the CLI, the library and the model core share, in a module light enough for `tinyaudio --help`
-(it imports nothing). `model/` may import it; an exported model carries a copy."""
+"""Constants the CLI, the library and the model core share (defined in model/constants.py, which an exported
+model carries verbatim). Light enough for `tinyaudio --help`: it imports nothing else."""
 
-DEFAULT_MODEL = "mazesmazes/tiny-audio"
-MODEL_ENV = "TINYAUDIO_MODEL"  # overrides DEFAULT_MODEL for every command
-BASES_ENV = "TINYAUDIO_BASES"  # base-model ids mapped to local folders: "id=path,id=path"
+from .model.constants import (
+    BASES_ENV,
+    BUNDLED_MODEL_NAMES,
+    DEFAULT_MODEL,
+    MODEL_ENV,
+    SAMPLE_RATE,
+    WINDOW_SAMPLES,
+    WINDOW_SECONDS,
+)
 
-SAMPLE_RATE = 16_000  # what Whisper's encoder hears; every decoder resamples to it
-WINDOW_SECONDS = 30  # one encoder window
-WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_SECONDS
+__all__ = [
+    "BASES_ENV",
+    "BUNDLED_MODEL_NAMES",
+    "DEFAULT_MODEL",
+    "MODEL_ENV",
+    "SAMPLE_RATE",
+    "WINDOW_SAMPLES",
+    "WINDOW_SECONDS",
+]

@@ -1,8 +1,9 @@
-"""Running `transcribe` and `eval` under torchrun: one process per accelerator, on one node or many.
+"""Running `transcribe`, `eval` and `train` under torchrun: one process per accelerator, on one node or many.
 
 torchrun sets WORLD_SIZE, RANK and LOCAL_RANK for every process it starts. Each process joins one group
 (NCCL on CUDA, gloo otherwise), works on a disjoint share of the inputs, and the results are gathered
 so that one process (rank 0) reports them. Without torchrun everything here is the identity: one rank.
+This module is the only reader of torchrun's environment and the only place a process group is joined.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import heapq
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 Item = TypeVar("Item")
@@ -87,6 +89,59 @@ def broadcast(value: Any) -> Any:
     holder = [value]
     distributed.broadcast_object_list(holder, src=0)
     return holder[0]
+
+
+def all_sum(values: Sequence[float], device: Any = "cpu") -> list[float]:
+    """The element-wise sum of `values` over every rank (float64 on `device`, where NCCL can reach it)."""
+    if world()[1] == 1:
+        return [float(value) for value in values]
+    import torch
+    from torch import distributed
+
+    tensor = torch.tensor(list(values), dtype=torch.float64, device=device)
+    distributed.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def barrier() -> None:
+    """Wait until every rank gets here; nothing with one rank."""
+    if world()[1] > 1:
+        from torch import distributed
+
+        distributed.barrier()
+
+
+@dataclass
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 without one), for code that carries it around."""
+
+    rank: int
+    world: int
+    device: Any  # a torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, values: Sequence[float]) -> list[float]:
+        return all_sum(values, self.device)
+
+    def gather(self, value: Any) -> list[Any]:
+        return gather(value)
+
+    def barrier(self) -> None:
+        barrier()
+
+    def close(self) -> None:
+        close()
+
+
+def join(device: Any) -> Dist:
+    """init() for a resolved torch.device: this rank's place, with its own accelerator under torchrun."""
+    import torch
+
+    rank, size, _ = world()
+    return Dist(rank, size, torch.device(init(str(device))))
 
 
 def shard_by_weight(items: Sequence[Item], weights: Sequence[float], rank: int, world_size: int) -> list[Item]:

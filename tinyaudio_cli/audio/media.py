@@ -14,14 +14,17 @@ import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO
-
-import ffmpeg
-import numpy as np
-import soundfile
+from typing import IO, TYPE_CHECKING
 
 from tinyaudio_cli.constants import SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS
 from tinyaudio_cli.errors import TinyAudioError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import soundfile
+
+# numpy, soundfile and ffmpeg-python are imported where they are used: the CLI imports this module to parse
+# its command line, and a shell's Tab starts the CLI (see cli/completion.py), so its imports must stay light.
 
 __all__ = ["SAMPLE_RATE", "WINDOW_SAMPLES", "WINDOW_SECONDS"]  # re-exported: many modules read them from here
 
@@ -100,6 +103,8 @@ def find_ffmpeg() -> str:
 
 
 def _ffmpeg_command(path: Path) -> list[str]:
+    import ffmpeg
+
     # "file:" stops ffmpeg from reading a name such as "talk:1.wav" as a protocol.
     # rematrix_maxval=1 makes the mono mix the mean of the channels (for stereo exactly), as `datasets`
     # and librosa mix them for training; ffmpeg's default gives (L+R)/√2, 3 dB louder and past ±1.
@@ -172,6 +177,8 @@ def stream_audio(path: str | os.PathLike[str], block_seconds: float = 30.0) -> I
 
     Only one block is held at once, so hour-long recordings cost no more memory than a short clip.
     """
+    import numpy as np
+
     path = Path(path)
     _check_readable(path)
     block_bytes = max(1, round(block_seconds * SAMPLE_RATE)) * BYTES_PER_SAMPLE
@@ -208,6 +215,9 @@ def stream_audio(path: str | os.PathLike[str], block_seconds: float = 30.0) -> I
 
 def load_audio(path: str | os.PathLike[str]) -> np.ndarray:
     """The whole file as one 16 kHz mono float32 array."""
+    import numpy as np
+    import soundfile
+
     path = Path(path)
     _check_readable(path)
     if _native(path):
@@ -227,6 +237,8 @@ def _native(path: Path) -> bool:
 
 def _sound_info(media: bytes | str) -> soundfile._SoundFileInfo | None:
     """libsndfile's reading of a header; None for a format it does not read."""
+    import soundfile
+
     try:
         return soundfile.info(io.BytesIO(media) if isinstance(media, bytes) else media)
     except (RuntimeError, ValueError, OSError):  # LibsndfileError is a RuntimeError

@@ -15,6 +15,7 @@ from .options import (
     INPUT_PANEL,
     OUTPUT_PANEL,
     DeviceOption,
+    Dtype,
     DtypeOption,
     HighlightWordsOption,
     JsonFlag,
@@ -24,6 +25,7 @@ from .options import (
     SrtFlag,
     VttFlag,
     console,
+    names,
 )
 
 ALIGN_FORMATS = ("json", "srt", "vtt", "tsv")  # not txt: beside its media, clip.txt is the text being aligned
@@ -40,7 +42,11 @@ def align(
     formats: Annotated[
         list[str] | None,
         typer.Option(
-            "--format", "-f", help="json, srt, vtt or tsv; repeatable (default json).", rich_help_panel=OUTPUT_PANEL
+            "--format",
+            "-f",
+            help="json, srt, vtt or tsv; repeatable (default json).",
+            rich_help_panel=OUTPUT_PANEL,
+            autocompletion=names(lambda: ALIGN_FORMATS),
         ),
     ] = None,
     srt: SrtFlag = False,
@@ -67,7 +73,7 @@ def align(
     ] = False,
     model: ModelOption = DEFAULT_MODEL,
     device: DeviceOption = "auto",
-    dtype: DtypeOption = "auto",
+    dtype: DtypeOption = Dtype.auto,
     quiet: QuietOption = False,
 ) -> None:
     """Time every word of a transcript you already have (a script, lyrics, a data set's text).

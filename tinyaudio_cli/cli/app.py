@@ -6,10 +6,10 @@ register them, so nothing imports back into it and the CLI has no import cycle."
 from __future__ import annotations
 
 import inspect
+import os
 import sys
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 
 from .. import __version__
@@ -23,6 +23,9 @@ from .options import console
 from .style import Command, Group
 from .train import train
 from .transcribe import transcribe
+
+if TYPE_CHECKING:
+    import click
 
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
@@ -137,5 +140,12 @@ def whisper_style(argv: list[str]) -> list[str]:
     return translated
 
 
+COMPLETE_VAR = "_TINYAUDIO_COMPLETE"  # set by the shell completion scripts (tinyaudio_cli/completion.py)
+
+
 def main() -> None:
+    instruction = os.environ.get(COMPLETE_VAR, "")
+    shell, _, action = instruction.partition("_")
+    if shell in ("bash", "zsh", "fish") and action in ("source", "complete"):
+        os.environ[COMPLETE_VAR] = f"{action}_{shell}"  # Click's spelling (bash_source) as Typer reads it
     app(args=whisper_style(sys.argv[1:]), prog_name="tinyaudio")

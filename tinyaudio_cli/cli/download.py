@@ -12,9 +12,10 @@ from rich.table import Table
 
 from ..constants import BASES_ENV, DEFAULT_MODEL, MODEL_ENV
 from ..errors import TinyAudioError
-from .options import HUB_PANEL, QuietOption, TokenOption, console
+from .options import HUB_PANEL, QuietOption, TokenOption, complete_dataset, complete_model, console, deprecated
 
 if TYPE_CHECKING:
+    from ..data.naming import DataSource
     from ..hub.transfer import DownloadPlan
 
 FILES_PANEL, DATASET_PANEL = "Files", "Dataset"
@@ -28,24 +29,30 @@ def download(
             f"\\[default: {DEFAULT_MODEL}]",
             envvar=MODEL_ENV,
             show_default=False,
+            autocompletion=complete_model,
         ),
     ] = None,
-    dataset: Annotated[
+    data: Annotated[
         str | None,
         typer.Option(
-            "--dataset",
-            help="Fetch an eval set instead: a registry name (e.g. loquacious) or a Hub id.",
+            "--data",
+            "-d",
+            help="Fetch a data set instead: a registry name (e.g. loquacious) or a Hub id, with options after "
+            "commas: config=, split= (default: the registry's), as eval and train name data sets.",
+            metavar="NAME[,KEY=VALUE...]",
             rich_help_panel=DATASET_PANEL,
+            autocompletion=complete_dataset,
         ),
     ] = None,
     split: Annotated[
         str | None,
-        typer.Option("--split", help="Split of --dataset (default: the registry's).", rich_help_panel=DATASET_PANEL),
+        typer.Option("--split", help="Split of --data (default: the registry's).", rich_help_panel=DATASET_PANEL),
     ] = None,
     config: Annotated[
         str | None,
-        typer.Option("--config", help="Config of --dataset (default: the registry's).", rich_help_panel=DATASET_PANEL),
+        typer.Option("--config", help="Config of --data (default: the registry's).", rich_help_panel=DATASET_PANEL),
     ] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", hidden=True, help="Deprecated: --data.")] = None,
     revision: Annotated[
         str | None,
         typer.Option(
@@ -98,14 +105,19 @@ def download(
 
       tinyaudio download my-org/my-asr --revision v2 --token hf_xxx
 
-      tinyaudio download --dataset loquacious --split test --config medium
+      tinyaudio download --data loquacious,split=test,config=medium
     """
     from huggingface_hub.utils import disable_progress_bars
 
     from ..hub.transfer import download_dataset, download_model
 
-    if dataset and model:
-        raise TinyAudioError("name a model or --dataset, not both")
+    if dataset is not None:
+        deprecated("--dataset", "--data NAME")
+        if data is not None:
+            raise TinyAudioError("--data and --dataset both name a data set", hint="give --data only")
+        data = dataset
+    if data and model:
+        raise TinyAudioError("name a model or --data, not both")
     if quiet:
         disable_progress_bars()
     options = dict(
@@ -117,8 +129,9 @@ def download(
         token=token,
         dry_run=dry_run,
     )
-    if dataset:
-        plan = download_dataset(dataset, split=split, config=config, **options)
+    if data:
+        source = _data_set(data, split, config)
+        plan = download_dataset(source.path, split=source.split, config=source.config, **options)
     else:
         plan = download_model(model or DEFAULT_MODEL, **options)
     stdout = Console(highlight=False, soft_wrap=True)
@@ -131,6 +144,20 @@ def download(
         stdout.print(str(plan.checkpoint_dir))
     elif plan.repos and plan.repos[0].location is not None:
         stdout.print(str(plan.repos[0].location))
+
+
+def _data_set(data: str, split: str | None, config: str | None) -> DataSource:
+    """--data as eval and train read it; only a set on the Hub has something to download."""
+    from ..data.naming import DataSource
+
+    spelled = {name: f"--{name}" for name, value in (("split", split), ("config", config)) if value is not None}
+    source = DataSource.parse(data).merged(spelled, split=split, config=config)
+    ignored = [f"{name}=" for name in ("audio_column", "text_column", "id_column", "data_dir") if getattr(source, name)]
+    if source.weight != 1.0:
+        ignored.append("weight=")
+    if ignored:
+        raise TinyAudioError(f"{', '.join(ignored)} mean nothing to download", hint="name config= and split= only")
+    return source
 
 
 def show_listing(plan: DownloadPlan, out: Console) -> None:

@@ -30,12 +30,16 @@ from .options import (
     PERF_PANEL,
     BatchSizeOption,
     DeviceOption,
+    Dtype,
     DtypeOption,
     EvalMinConfidenceOption,
     MaxNewTokensOption,
     QuietOption,
     ReferenceModeOption,
+    complete_dataset,
+    complete_model,
     console,
+    deprecated,
     quiet_transformers,
 )
 from .style import clock
@@ -49,23 +53,20 @@ results_console = Console()  # the results are the command's output: stdout, so 
 
 
 def eval_command(
-    dataset: Annotated[
+    data: Annotated[
         str | None,
         typer.Option(
-            "--dataset",
+            "--data",
             "-d",
-            help=f"A registered set (loquacious, librispeech-clean, tedlium, ami, ...), any Hub id, or a local "
-            f"folder or Parquet file laid out like a Hub dataset. Default: {DEFAULT_DATASET}.",
+            help=f"The samples: a registered set (loquacious, librispeech-clean, tedlium, ami, ...), a Hub id, a "
+            f"local folder (Parquet files laid out like a Hub dataset, or media files with same-named .txt "
+            f"references), a Parquet file, or a JSONL/CSV/TSV manifest with 'audio' (relative to it), 'text' and "
+            f"optional 'id' fields. Options after commas: config=, split=, audio_column=, text_column=, "
+            f"id_column=, data_dir= (a local copy of a registered set). Default: {DEFAULT_DATASET}.",
+            metavar="NAME[,KEY=VALUE...]",
             rich_help_panel=INPUT_PANEL,
             show_default=False,
-        ),
-    ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir",
-            help="A local copy of the --dataset set (folder or Parquet file), read with its registered columns.",
-            rich_help_panel=INPUT_PANEL,
+            autocompletion=complete_dataset,
         ),
     ] = None,
     config: Annotated[
@@ -86,20 +87,12 @@ def eval_command(
     id_column: Annotated[
         str | None, typer.Option("--id-column", help="Column holding the sample id.", rich_help_panel=INPUT_PANEL)
     ] = None,
-    manifest: Annotated[
-        Path | None,
-        typer.Option(
-            "--manifest",
-            help="A JSONL/CSV/TSV manifest with 'audio' (relative to it), 'text' and optional 'id' fields.",
-            rich_help_panel=INPUT_PANEL,
-        ),
+    dataset: Annotated[str | None, typer.Option("--dataset", hidden=True, help="Deprecated: --data.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", hidden=True, help="Deprecated: --data NAME,data_dir=PATH.")
     ] = None,
-    folder: Annotated[
-        Path | None,
-        typer.Option(
-            "--folder", help="A folder of media files with same-named .txt references.", rich_help_panel=INPUT_PANEL
-        ),
-    ] = None,
+    manifest: Annotated[Path | None, typer.Option("--manifest", hidden=True, help="Deprecated: --data.")] = None,
+    folder: Annotated[Path | None, typer.Option("--folder", hidden=True, help="Deprecated: --data.")] = None,
     max_samples: Annotated[
         int | None,
         typer.Option(
@@ -125,6 +118,7 @@ def eval_command(
             f"Default: {DEFAULT_MODEL}.",
             rich_help_panel=MODEL_PANEL,
             show_default=False,
+            autocompletion=complete_model,
         ),
     ] = None,
     reference_mode: ReferenceModeOption = False,
@@ -177,7 +171,7 @@ def eval_command(
     ] = False,
     min_confidence: EvalMinConfidenceOption = DEFAULT_MIN_CONFIDENCE,
     device: DeviceOption = "auto",
-    dtype: DtypeOption = "auto",
+    dtype: DtypeOption = Dtype.auto,
     quiet: QuietOption = False,
 ) -> None:
     """Word error rate and speed of one or more models on LoquaciousSet, the Open ASR sets or your own data.
@@ -186,24 +180,24 @@ def eval_command(
     are scored as one corpus: WER, CER, substitutions, deletions and insertions, WER by utterance length and
     the most frequent substitutions. RTFx is seconds of audio per second of model work. Samples whose audio
     cannot be decoded are listed and left out of the score, never dropped silently. Datasets are read
-    offline from a local copy or the Hugging Face cache (`tinyaudio download --dataset NAME` fetches one).
+    offline from a local copy or the Hugging Face cache (`tinyaudio download --data NAME` fetches one).
 
     [bold]Examples[/]
 
-      tinyaudio eval --dataset loquacious --config medium --max-samples 500 -o results/
+      tinyaudio eval --data loquacious,config=medium --max-samples 500 -o results/
 
-      tinyaudio eval --dataset loquacious --data-dir ~/data/LoquaciousSet -m ./my-checkpoint
+      tinyaudio eval --data loquacious,data_dir=~/data/LoquaciousSet -m ./my-checkpoint
 
-      tinyaudio eval --manifest calls/manifest.jsonl -m mazesmazes/tiny-audio -m ./finetuned -o compare/
+      tinyaudio eval --data calls/manifest.jsonl -m mazesmazes/tiny-audio -m ./finetuned -o compare/
 
-      tinyaudio eval --dataset org/my-set --audio-column speech --text-column sentence --split validation
+      tinyaudio eval --data org/my-set,audio_column=speech,text_column=sentence,split=validation
     """
     from ..evaluation.runner import EvalOptions, run_evaluation
 
-    source = build_source(
-        dataset, data_dir, config, split, (audio_column, text_column, id_column), manifest, folder,
-        max_samples, shuffle, seed,
-    )  # fmt: skip
+    flags = {"config": config, "split": split, "audio_column": audio_column, "text_column": text_column}
+    flags |= {"id_column": id_column}
+    aliases = {"--dataset": dataset, "--data-dir": data_dir, "--manifest": manifest, "--folder": folder}
+    source = build_source(data, flags, aliases, max_samples, shuffle, seed)
     options = EvalOptions(
         batch_size=batch_size,
         device=device,
@@ -229,50 +223,46 @@ def eval_command(
         show_report(report, results_console)
 
 
+DEPRECATED = {"--dataset": "--data NAME", "--data-dir": "--data NAME,data_dir=PATH", "--manifest": "--data FILE",
+              "--folder": "--data FOLDER"}  # fmt: skip
+
+
 def build_source(
-    dataset: str | None,
-    data_dir: Path | None,
-    config: str | None,
-    split: str | None,
-    columns: tuple[str | None, str | None, str | None],
-    manifest: Path | None,
-    folder: Path | None,
+    data: str | None,
+    flags: dict[str, str | None],
+    aliases: dict[str, str | Path | None],
     max_samples: int | None,
     shuffle: bool,
     seed: int,
 ) -> EvalSource:
-    """The one source the options name: --dataset (the default), --manifest or --folder."""
-    from ..data.evaldata import MANIFEST_SUFFIXES
+    """The one source `--data` names (with the dataset flags merged in), or one of the spellings it replaces."""
+    from ..data.naming import DataSource
     from ..evaluation.runner import EvalSource
 
-    local = Path(dataset).expanduser() if dataset else None
-    if manifest is None and local and local.suffix.lower() in MANIFEST_SUFFIXES and local.is_file():
-        # a local manifest is one, whichever option names it: its audio paths are relative to it, not to here
-        dataset, manifest = None, local
-    chosen = [name for name, value in (("--dataset", dataset), ("--manifest", manifest), ("--folder", folder)) if value]
-    if len(chosen) > 1:
-        raise TinyAudioError(f"{' and '.join(chosen)} both name samples", hint="evaluate one source at a time")
+    for flag, value in aliases.items():
+        if value is not None and distributed.is_main():
+            deprecated(flag, DEPRECATED[flag])
+    named = [flag for flag, value in (("--data", data), *aliases.items()) if value is not None and flag != "--data-dir"]
+    if len(named) > 1:
+        raise TinyAudioError(f"{' and '.join(named)} both name samples", hint="evaluate one source at a time")
+    given = data or aliases["--dataset"] or aliases["--manifest"] or aliases["--folder"] or DEFAULT_DATASET
+    spelled = {name: f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None}
+    data_dir = aliases["--data-dir"]
+    if data_dir is not None:
+        spelled["data_dir"] = "--data-dir"
+    source = DataSource.parse(str(given)).merged(spelled, **flags, data_dir=str(data_dir) if data_dir else None)
+    if source.weight != 1.0:
+        raise TinyAudioError("weight= only applies to train's --data", hint="drop it here")
+    # the old flags said what the path is; --data looks at it
+    kind = "manifest" if aliases["--manifest"] else "folder" if aliases["--folder"] else source.kind
     picking = dict(max_samples=max_samples, shuffle=shuffle, seed=seed)
-    if manifest is None and folder is None:
-        audio, text, ident = columns
-        return EvalSource(
-            "dataset", dataset or DEFAULT_DATASET, str(data_dir) if data_dir else None, config, split,
-            audio, text, ident, **picking,
-        )  # fmt: skip
-    dataset_only = {
-        "--data-dir": data_dir,
-        "--config": config,
-        "--split": split,
-        "--audio-column": columns[0],
-        "--text-column": columns[1],
-        "--id-column": columns[2],
-    }
-    given = [name for name, value in dataset_only.items() if value is not None]
-    if given:
-        raise TinyAudioError(f"{', '.join(given)} only apply to --dataset", hint="drop them for a manifest or folder")
-    if manifest is not None:
-        return EvalSource("manifest", str(manifest), **picking)
-    return EvalSource("folder", str(folder), **picking)
+    if kind != "dataset":
+        source.refuse_dataset_options(kind, spelled)
+        return EvalSource(kind, str(Path(source.path).expanduser()), **picking)
+    return EvalSource(
+        "dataset", source.path, source.data_dir, source.config, source.split,
+        source.audio_column, source.text_column, source.id_column, **picking,
+    )  # fmt: skip
 
 
 def _progress(quiet: bool) -> Progress:

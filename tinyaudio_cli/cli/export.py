@@ -9,20 +9,29 @@ import typer
 from rich.filesize import decimal
 from rich.table import Table
 
-from .options import HUB_PANEL, QuietOption, TokenOption, console, quiet_transformers
+from .options import (
+    HUB_PANEL,
+    QuietOption,
+    SaveDtype,
+    SaveDtypeOption,
+    TokenOption,
+    complete_model,
+    console,
+    quiet_transformers,
+)
 
 CARD_PANEL = "Model card"
 
 
 def export(
     checkpoint: Annotated[
-        str, typer.Argument(help="Training checkpoint, or any model tinyaudio loads (folder or Hub id).")
+        str,
+        typer.Argument(
+            help="Training checkpoint, or any model tinyaudio loads (folder or Hub id).", autocompletion=complete_model
+        ),
     ],
     out_dir: Annotated[Path, typer.Argument(help="Folder to write: new or empty (see --overwrite).")],
-    dtype: Annotated[
-        str,
-        typer.Option("--dtype", help="Precision of the stored projector weights: float32, bfloat16 or float16."),
-    ] = "float32",
+    dtype: SaveDtypeOption = SaveDtype.float32,
     eval_summaries: Annotated[
         list[Path] | None,
         typer.Option(

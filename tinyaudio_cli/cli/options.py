@@ -4,13 +4,14 @@ Command modules import from here (and from style.py), never from app.py, so the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Callable, Iterable
+from enum import Enum
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
-from ..constants import MODEL_ENV
+from ..constants import BUNDLED_MODEL_NAMES, MODEL_ENV
 from ..errors import UsageError
 from ..inference.confidence import check_min_confidence
 
@@ -18,10 +19,46 @@ console = Console(stderr=True)  # progress, summaries and errors; a command's re
 
 MODEL_PANEL, INPUT_PANEL, OUTPUT_PANEL, PERF_PANEL, HUB_PANEL = "Model", "Input", "Output", "Performance", "Hub"
 
+DEVICES = ("auto", "cpu", "cuda", "mps")  # and cuda:N, which only torch could list (too slow for a Tab)
+
+
+def names(source: Callable[[], Iterable[str]]) -> Callable[[str], list[str]]:
+    """A shell completer: the names `source` lists that start with what is typed. With none, every shell's
+    script (completions/, or --install-completion) falls back to completing file names, so a value that
+    may also be a path (a local checkpoint, a manifest) completes as one."""
+
+    def complete(incomplete: str) -> list[str]:
+        return [name for name in source() if name.startswith(incomplete)]
+
+    return complete
+
+
+def _dataset_names() -> Iterable[str]:
+    from ..data.registry import DATASETS  # light: no numpy, no datasets
+
+    return DATASETS
+
+
+def _format_names() -> Iterable[str]:
+    from ..inference.writers import ALL_FORMATS, FORMATS
+
+    return (*FORMATS, ALL_FORMATS)
+
+
+complete_device = names(lambda: DEVICES)
+complete_model = names(lambda: BUNDLED_MODEL_NAMES)  # a shipped model's short name, or a folder
+complete_dataset = names(_dataset_names)  # a registered set, or a folder, Parquet file or manifest
+complete_format = names(_format_names)
+
 ModelOption = Annotated[
     str,
     typer.Option(
-        "--model", "-m", envvar=MODEL_ENV, help="Checkpoint: Hub id or local folder.", rich_help_panel=MODEL_PANEL
+        "--model",
+        "-m",
+        envvar=MODEL_ENV,
+        help="Checkpoint: Hub id or local folder.",
+        rich_help_panel=MODEL_PANEL,
+        autocompletion=complete_model,
     ),
 ]
 
@@ -43,23 +80,91 @@ def _checked(check_name: str) -> Callable[[typer.Context, str], str]:
     return callback
 
 
+class Choice(str, Enum):
+    """A closed set of option values. A member is its value wherever a str goes (comparisons, f-strings, JSON,
+    the libraries' str parameters), so commands pass it on as it comes."""
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+    __hash__ = str.__hash__  # a dict keyed by the plain values finds a member
+
+
+class Dtype(Choice):
+    """What load_model takes (model.loading.DTYPES, and auto)."""
+
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class SaveDtype(Choice):
+    """What a checkpoint's projector weights are stored in."""
+
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class Scheduler(Choice):
+    """Learning-rate schedules (transformers' get_scheduler names that training offers)."""
+
+    cosine = "cosine"
+    linear = "linear"
+    constant = "constant"
+    constant_with_warmup = "constant_with_warmup"
+    cosine_with_restarts = "cosine_with_restarts"
+    polynomial = "polynomial"
+
+
+class Preset(Choice):
+    """Named starting points for train (training.config.PRESETS)."""
+
+    loquacious = "loquacious"
+    smoke = "smoke"
+    tiny_en = "tiny-en"
+
+
+def choices(enum: type[Choice], what: str) -> dict[str, Any]:
+    """typer.Option settings for a closed set of values: help shows [a|b|c], the shell completes them, and a
+    value outside the set is the app's one error line (a UsageError, exit 2, raised while the command line is
+    parsed) rather than a boxed parser message. The command gets the enum member (a str)."""
+    values = [member.value for member in enum]
+
+    def check(value: str) -> Choice:
+        if value not in values:
+            raise UsageError(f"unknown {what} {value!r} ({', '.join(values)})")
+        return enum(value)
+
+    def callback(ctx: typer.Context, value: Any) -> Any:
+        if value is None or ctx.resilient_parsing:  # not given, or the shell is completing a half-typed line
+            return value
+        return [check(item) for item in value] if isinstance(value, list) else check(value)
+
+    def complete(incomplete: str) -> list[str]:
+        return [value for value in values if value.startswith(incomplete)]
+
+    return {"metavar": f"[{'|'.join(values)}]", "callback": callback, "autocompletion": complete}
+
+
 DeviceOption = Annotated[
     str,
     typer.Option(
         "--device",
         help="auto, cpu, cuda, cuda:N or mps.",
         callback=_checked("check_device"),
+        autocompletion=complete_device,
         rich_help_panel=PERF_PANEL,
     ),
 ]
 DtypeOption = Annotated[
     str,
     typer.Option(
-        "--dtype",
-        help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.",
-        callback=_checked("check_dtype"),
-        rich_help_panel=PERF_PANEL,
+        "--dtype", help="auto: bfloat16 on CUDA, float32 on CPU.", rich_help_panel=PERF_PANEL, **choices(Dtype, "dtype")
     ),
+]
+SaveDtypeOption = Annotated[
+    str, typer.Option("--dtype", help="Precision of the stored projector weights.", **choices(SaveDtype, "dtype"))
 ]
 BatchSizeOption = Annotated[
     int | None,
@@ -149,6 +254,15 @@ TokenOption = Annotated[
         rich_help_panel=HUB_PANEL,
     ),
 ]
+
+
+def deprecated(spelling: str, instead: str) -> None:
+    """The one-line notice for an option spelling kept for one release after it was replaced."""
+    console.print(
+        f"[yellow]warning:[/] {spelling} is deprecated and will be removed in the next release; use {instead}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def quiet_transformers() -> None:

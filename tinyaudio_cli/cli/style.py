@@ -5,10 +5,12 @@
 from __future__ import annotations
 
 import typing
+from typing import TYPE_CHECKING
 
-import click
-import click.types as click_types
 import typer.core
+
+if TYPE_CHECKING:  # Typer >= 0.29 carries its own Click; the CLI's start-up (each Tab) skips importing another
+    import click
 
 
 def _value_type(param: click.Parameter) -> type | None:
@@ -17,6 +19,8 @@ def _value_type(param: click.Parameter) -> type | None:
     if annotation is not None:
         args = typing.get_args(annotation)
         return args[0] if typing.get_origin(annotation) is list and args else annotation
+    import click.types as click_types  # older Typer: Click itself is loaded already
+
     click_type = getattr(param, "type", None)
     if isinstance(click_type, click_types.IntParamType):
         return int

@@ -8,7 +8,6 @@ named in one place (the dataclass); `--set key=value` reaches the same fields fr
 from __future__ import annotations
 
 import inspect
-import os
 from dataclasses import MISSING, Field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, get_args
@@ -16,13 +15,26 @@ from typing import TYPE_CHECKING, Annotated, Any, get_args
 import typer
 from rich.table import Table
 
-from ..training.config import FIELD_TYPES, PRESETS, SOURCE_FIELDS, TrainConfig, parse_assignment, resolve_config
-from .options import QuietOption, console, quiet_transformers
+from .. import distributed
+from ..training.config import FIELD_TYPES, SOURCE_FIELDS, TrainConfig, parse_assignment, resolve_config
+from .options import (
+    Choice,
+    Dtype,
+    Preset,
+    QuietOption,
+    Scheduler,
+    choices,
+    complete_dataset,
+    complete_model,
+    console,
+    quiet_transformers,
+)
 
 if TYPE_CHECKING:
     from ..training.trainer import TrainResult  # imports torch: --help must not
 
 RUN_PANEL = "Run"
+CHOICES: dict[str, type[Choice]] = {"lr_scheduler": Scheduler, "dtype": Dtype, "save_dtype": Dtype}
 
 
 def _default_text(item: Field) -> str:
@@ -38,14 +50,20 @@ def _setting_parameter(item: Field) -> inspect.Parameter:
     flag = meta["flag"] or item.name.replace("_", "-")
     panel, text = meta["panel"], meta["help"] + _default_text(item)
     if item.name in SOURCE_FIELDS:
-        option = typer.Option(f"--{flag}", help=text, rich_help_panel=panel, show_default=False)
+        option = typer.Option(
+            f"--{flag}", help=text, rich_help_panel=panel, show_default=False, autocompletion=complete_dataset
+        )
         annotation: Any = Annotated[list[str] | None, option]
     else:
         kind = next(arg for arg in (*get_args(FIELD_TYPES[item.name]), FIELD_TYPES[item.name]) if arg is not type(None))
         names = (
             [f"--{flag}/--no-{flag}"] if kind is bool else [f"--{flag}", *([meta["short"]] if meta["short"] else [])]
         )
-        annotation = Annotated[kind | None, typer.Option(*names, help=text, rich_help_panel=panel, show_default=False)]
+        closed = choices(CHOICES[item.name], item.name) if item.name in CHOICES else {}
+        if item.name == "init_from":
+            closed["autocompletion"] = complete_model
+        option = typer.Option(*names, help=text, rich_help_panel=panel, show_default=False, **closed)
+        annotation = Annotated[kind | None, option]
     return inspect.Parameter(item.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
 
@@ -73,7 +91,11 @@ def _run_parameters() -> list[inspect.Parameter]:
             Annotated[
                 str | None,
                 typer.Option(
-                    "--preset", "-p", help=f"Start from a preset: {', '.join(PRESETS)}.", rich_help_panel=RUN_PANEL
+                    "--preset",
+                    "-p",
+                    help="Start from a preset.",
+                    rich_help_panel=RUN_PANEL,
+                    **choices(Preset, "preset"),
                 ),
             ],
             None,
@@ -167,9 +189,11 @@ def train(**options: Any) -> None:
 
       tinyaudio train -c train.yaml --set learning_rate=3e-4 --dry-run
     """
+    # settings as a config file holds them: plain strings, not the CLI's Choice members
+    options = {name: value.value if isinstance(value, Choice) else value for name, value in options.items()}
     run = {parameter.name: options.pop(parameter.name) for parameter in RUN_OPTIONS}
     overrides = {name: value for name, value in options.items() if value is not None}
-    main_process = os.environ.get("RANK", "0") == "0"
+    main_process = distributed.is_main()  # under torchrun only rank 0 prints
     for assignment in run["assignments"] or []:
         key, value = parse_assignment(assignment)
         overrides[key] = value

@@ -33,6 +33,7 @@ from .options import (
     PERF_PANEL,
     BatchSizeOption,
     DeviceOption,
+    Dtype,
     DtypeOption,
     HighlightWordsOption,
     JsonFlag,
@@ -44,6 +45,7 @@ from .options import (
     ReferenceModeOption,
     SrtFlag,
     VttFlag,
+    complete_format,
     console,
     quiet_transformers,
 )
@@ -61,7 +63,11 @@ def transcribe(
     formats: Annotated[
         list[str] | None,
         typer.Option(
-            "--format", "-f", help="txt, srt, vtt, json, tsv or all; repeatable.", rich_help_panel=OUTPUT_PANEL
+            "--format",
+            "-f",
+            help="txt, srt, vtt, json, tsv or all; repeatable.",
+            rich_help_panel=OUTPUT_PANEL,
+            autocompletion=complete_format,
         ),
     ] = None,
     srt: SrtFlag = False,
@@ -132,7 +138,7 @@ def transcribe(
     reference_mode: ReferenceModeOption = False,
     max_new_tokens: MaxNewTokensOption = None,
     device: DeviceOption = "auto",
-    dtype: DtypeOption = "auto",
+    dtype: DtypeOption = Dtype.auto,
     batch_size: BatchSizeOption = None,
     pack: Annotated[
         bool,

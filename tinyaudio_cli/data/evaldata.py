@@ -1,9 +1,7 @@
-"""Evaluation sources: well-known Hub sets, any Hub or local dataset, manifests and folders.
+"""Hub-shaped sources, for eval and train alike: well-known Hub sets (the registry), any Hub id, a local
+folder of Parquet files or one Parquet file; and decoding the audio cells they hold.
 
-Every source yields `EvalSample`s holding 16 kHz mono float32 audio. A sample whose audio cannot be
-decoded is still yielded, with `audio=None` and `error` set, so the report can count and list it:
-silently dropping hard samples would flatter the WER. Each source also yields its samples undecoded
-(`SampleEntry`, with a length read from the header), so processes sharing a source decode only their own.
+Every row becomes a `SampleEntry` (see data/entries.py, which also reads manifests and media folders).
 
 Hub datasets are read through `datasets` in streaming mode, in this order: a local folder (or
 Parquet file) given as the dataset path; a snapshot of the repo already in the Hugging Face cache
@@ -13,18 +11,15 @@ Parquet file) given as the dataset path; a snapshot of the repo already in the H
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import math
-import os
-import random
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile
@@ -32,21 +27,14 @@ import soundfile
 from tinyaudio_cli.audio.media import SAMPLE_RATE, header_seconds
 from tinyaudio_cli.errors import TinyAudioError
 
+from .entries import SampleEntry
+from .naming import CARD_NAME, DATA_FILE_SUFFIX
+from .registry import DATASETS, DatasetSpec, hub_spec
+
 if TYPE_CHECKING:
     from datasets import Dataset, IterableDataset
 
     AnyDataset = Dataset | IterableDataset
-
-Entry = TypeVar("Entry")
-
-# The sorted, Parquet copy of the ESB test sets that the Open ASR Leaderboard evaluated on.
-ESB_TEST_SETS = "hf-audio/esb-datasets-test-only-sorted"
-ESB_COLUMNS = {
-    "audio_column": "audio",
-    "text_column": "text",
-    "id_column": "id",
-    "duration_column": "audio_length_s",
-}
 
 # TED-LIUM marks stretches without a usable transcript this way; scoring them would only add noise.
 IGNORED_REFERENCES = frozenset({"ignore_time_segment_in_scoring"})
@@ -54,125 +42,6 @@ IGNORED_REFERENCES = frozenset({"ignore_time_segment_in_scoring"})
 # Streaming shuffles within a buffer fed by several shards at once: enough to mix sources, small in RAM.
 SHUFFLE_BUFFER = 1_000
 SHUFFLE_INPUT_SHARDS = 10
-MANIFEST_SUFFIXES = {".jsonl": "json", ".json": "json", ".csv": ",", ".tsv": "\t"}
-DATA_FILE_SUFFIX = ".parquet"
-CARD_NAME = "README.md"
-
-
-@dataclass
-class EvalSample:
-    """One utterance to transcribe and score; `audio` is None exactly when `error` says why."""
-
-    id: str
-    audio: np.ndarray | None
-    text: str
-    duration: float
-    error: str | None = None
-
-
-@dataclass
-class SampleEntry:
-    """A sample before its audio is decoded: enough to share samples out by length, cheaply."""
-
-    id: str
-    text: str
-    length: Callable[[], float]  # from the header, a duration column or the encoded size; never decodes
-    load: Callable[[], EvalSample]
-
-    @property
-    def seconds(self) -> float:
-        """The estimated length, read only when asked for (one process never needs it)."""
-        return self.length()
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """Where a dataset lives and which columns hold the audio, the reference and the id."""
-
-    name: str
-    path: str  # a Hub id ("org/name"), a local folder, or a local Parquet file
-    audio_column: str = "audio"
-    text_column: str = "text"
-    id_column: str | None = None
-    duration_column: str | None = None  # a sample's length before (or without) decoding it
-    configs: tuple[str, ...] = ()
-    default_config: str | None = None
-    splits: tuple[str, ...] = ()
-    default_split: str = "test"
-    description: str = ""
-
-
-def _esb(name: str, config: str, description: str) -> DatasetSpec:
-    return DatasetSpec(
-        name, ESB_TEST_SETS, configs=(config,), default_config=config, splits=("test",),
-        description=description, **ESB_COLUMNS,
-    )  # fmt: skip
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    "loquacious": DatasetSpec(
-        "loquacious",
-        "speechbrain/LoquaciousSet",
-        audio_column="wav",
-        text_column="text",
-        id_column="ID",
-        duration_column="duration",
-        configs=("small", "medium", "large", "clean"),
-        default_config="medium",
-        splits=("dev", "test"),
-        default_split="test",
-        description="LoquaciousSet: read, spontaneous, accented and noisy English",
-    ),
-    "librispeech-clean": DatasetSpec(
-        "librispeech-clean",
-        "openslr/librispeech_asr",
-        id_column="id",
-        configs=("clean",),
-        default_config="clean",
-        splits=("test", "validation"),
-        description="LibriSpeech test-clean: read audiobooks",
-    ),
-    "librispeech-other": DatasetSpec(
-        "librispeech-other",
-        "openslr/librispeech_asr",
-        id_column="id",
-        configs=("other",),
-        default_config="other",
-        splits=("test", "validation"),
-        description="LibriSpeech test-other: harder read audiobooks",
-    ),
-    "tedlium": _esb("tedlium", "tedlium", "TED-LIUM 3 test: TED talks (ESB copy, as on the Open ASR Leaderboard)"),
-    "gigaspeech": _esb("gigaspeech", "gigaspeech", "GigaSpeech test: podcasts and YouTube (ESB copy)"),
-    "spgispeech": _esb("spgispeech", "spgispeech", "SPGISpeech test: earnings calls (ESB copy)"),
-    "earnings22": _esb("earnings22", "earnings22", "Earnings-22 test: accented earnings calls (ESB copy)"),
-    "ami": _esb("ami", "ami", "AMI IHM test: meetings, headset microphones (ESB copy)"),
-    "voxpopuli": _esb("voxpopuli", "voxpopuli", "VoxPopuli English test: European Parliament (ESB copy)"),
-    "common-voice": _esb("common-voice", "common_voice", "Common Voice 9 English test: crowd-read (ESB copy)"),
-    "peoples-speech": DatasetSpec(
-        "peoples-speech",
-        "MLCommons/peoples_speech",
-        id_column="id",
-        configs=("clean", "clean_sa", "dirty", "dirty_sa"),
-        default_config="clean",
-        splits=("test", "validation"),
-        description="People's Speech test: diverse public-domain speech",
-    ),
-}
-
-
-def hub_spec(
-    path: str,
-    audio_column: str = "audio",
-    text_column: str = "text",
-    id_column: str | None = None,
-    config: str | None = None,
-    split: str = "test",
-) -> DatasetSpec:
-    """A spec for any other dataset: a Hub id, a local folder of Parquet files, or one Parquet file."""
-    return DatasetSpec(
-        name=path, path=path, audio_column=audio_column, text_column=text_column, id_column=id_column,
-        default_config=config, default_split=split,
-    )  # fmt: skip
 
 
 def resolve_dataset(
@@ -183,7 +52,7 @@ def resolve_dataset(
     text_column: str | None = None,
     id_column: str | None = None,
 ) -> DatasetSpec:
-    """`--dataset NAME` as the CLI gets it: a registry name (optionally re-pointed at a local copy
+    """A data set's NAME as `--data` gives it: a registry name (optionally re-pointed at a local copy
     with `path`), or else a Hub id / local path with the given column names."""
     overrides = {
         key: value
@@ -227,68 +96,14 @@ def hub_entries(
     """
     config = config or spec.default_config
     split = split or spec.default_split
-    _check_choice(spec, "config", config, spec.configs)
-    _check_choice(spec, "split", split, spec.splits)
-    dataset = _open_dataset(spec, config, split, streaming, cache_dir)
-    dataset = _undecoded_audio(dataset, spec.audio_column)
+    check_choice(spec, "config", config, spec.configs)
+    check_choice(spec, "split", split, spec.splits)
+    dataset = open_dataset(spec, config, split, streaming, cache_dir)
     if shuffle:
         dataset = _shuffled(dataset, seed, streaming)
     rows = (row for row in _read_rows(dataset, spec) if _scoreable(row, spec))
     for index, row in enumerate(islice(rows, max_samples)):
-        yield _entry_from_row(spec, row, index)
-
-
-class CountedEntries(Iterator[SampleEntry]):
-    """Entries whose number is known before any is read (a manifest, a folder), so progress can show it."""
-
-    def __init__(self, entries: Iterable[SampleEntry], total: int) -> None:
-        self._entries = iter(entries)
-        self.total = total
-
-    def __next__(self) -> SampleEntry:
-        return next(self._entries)
-
-
-def manifest_entries(
-    path: str | Path, max_samples: int | None = None, shuffle: bool = False, seed: int = 0
-) -> CountedEntries:
-    """Samples listed in a JSONL, CSV or TSV manifest with `audio` (relative to the manifest), `text`
-    and optionally `id` fields."""
-    chosen = _select(_read_manifest(Path(path)), max_samples, shuffle, seed)
-    return CountedEntries((_entry_from_file(*entry) for entry in chosen), len(chosen))
-
-
-def folder_entries(
-    path: str | Path, max_samples: int | None = None, shuffle: bool = False, seed: int = 0
-) -> CountedEntries:
-    """Media files under `path` (recursively), each scored against the same-named `.txt` beside it.
-
-    A media file without its `.txt` is yielded with an error rather than skipped, so a half-copied
-    folder shows up in the report instead of quietly shrinking the test set.
-    """
-    from tinyaudio_cli.audio.media import find_media
-
-    root = Path(path)
-    if not root.is_dir():
-        raise TinyAudioError(f"{root} is not a folder", hint="pass a folder of media files with .txt references")
-    entries = [(media.relative_to(root).with_suffix("").as_posix(), media) for media in find_media([root])]
-    if not entries:
-        raise TinyAudioError(f"No media files in {root}", hint="put audio files and same-named .txt files there")
-    chosen = _select(entries, max_samples, shuffle, seed)
-    return CountedEntries((_folder_entry(sample_id, media) for sample_id, media in chosen), len(chosen))
-
-
-def _folder_entry(sample_id: str, media: Path) -> SampleEntry:
-    reference = media.with_suffix(".txt")
-    if not reference.is_file():
-        missing = EvalSample(sample_id, None, "", 0.0, f"no reference file {reference.name} next to {media.name}")
-        return SampleEntry(sample_id, "", lambda: 0.0, lambda: missing)
-    return _entry_from_file(sample_id, media, reference.read_text(encoding="utf-8").strip())
-
-
-def decoded(entries: Iterable[SampleEntry]) -> Iterator[EvalSample]:
-    """Each entry's sample, its audio decoded."""
-    return (entry.load() for entry in entries)
+        yield row_entry(spec, row, lambda _, index=index: f"{index:06d}")
 
 
 def decode_audio_bytes(data: bytes) -> np.ndarray:
@@ -338,12 +153,20 @@ def cached_snapshot(repo_id: str, cache_dir: str | Path | None = None) -> Path |
         return None
 
 
-def _check_choice(spec: DatasetSpec, kind: str, value: str | None, known: tuple[str, ...]) -> None:
+def check_choice(spec: DatasetSpec, kind: str, value: str | None, known: tuple[str, ...]) -> None:
     if known and value not in known:
         raise TinyAudioError(f"{spec.name} has no {kind} {value!r}", hint=f"choose one of: {', '.join(known)}")
 
 
-def _open_dataset(
+def open_dataset(
+    spec: DatasetSpec, config: str | None, split: str, streaming: bool = True, cache_dir: str | Path | None = None
+) -> AnyDataset:
+    """One split of a dataset, its audio column left undecoded: from the local folder or Parquet file the spec
+    names, else a snapshot in the Hub cache (what `tinyaudio download` leaves), else the Hub itself."""
+    return _undecoded_audio(_located_dataset(spec, config, split, streaming, cache_dir), spec.audio_column)
+
+
+def _located_dataset(
     spec: DatasetSpec, config: str | None, split: str, streaming: bool, cache_dir: str | Path | None
 ) -> AnyDataset:
     local = Path(spec.path).expanduser()
@@ -372,8 +195,8 @@ def _load_from_hub(
     except ConnectionError as error:
         raise TinyAudioError(
             f"Dataset {where} is not cached and the Hugging Face Hub cannot be reached{snapshot_problem}",
-            hint=f"run `tinyaudio download --dataset {spec.name} --split {split}"
-            f"{f' --config {config}' if config else ''}` while online, then evaluate again",
+            hint=f"run `tinyaudio download --data {spec.name},split={split}"
+            f"{f',config={config}' if config else ''}` while online, then evaluate again",
         ) from error
     except DatasetNotFoundError as error:
         raise TinyAudioError(
@@ -461,7 +284,7 @@ def _card_split_files(root: Path, patterns: list[str], config: str | None, split
         where = f"split {split!r}" + (f" of config {config!r}" if config else "")
         raise TinyAudioError(
             f"{root} holds no files of {where} (its card looks for {', '.join(patterns)})",
-            hint="download that split (tinyaudio download --dataset NAME --split SPLIT) or choose another",
+            hint="download that split (tinyaudio download --data NAME,split=SPLIT) or choose another",
         )
     return list(dict.fromkeys(files))
 
@@ -533,43 +356,24 @@ def _scoreable(row: dict[str, Any], spec: DatasetSpec) -> bool:
     return str(row.get(spec.text_column) or "").strip() not in IGNORED_REFERENCES
 
 
-def _entry_from_row(spec: DatasetSpec, row: dict[str, Any], index: int) -> SampleEntry:
+def row_entry(spec: DatasetSpec, row: dict[str, Any], fallback_id: Callable[[Any], str]) -> SampleEntry:
+    """A dataset row as a sample: its id from the id column, else `fallback_id(audio cell)`; its length from
+    the duration column, else the audio's header."""
     for column in (spec.audio_column, spec.text_column):
         if column not in row:
             raise TinyAudioError(
                 f"{spec.name} has no column {column!r} (columns: {', '.join(row)})",
-                hint="name the right ones with --audio-column and --text-column",
+                hint="name the right ones with audio_column= and text_column= after the data set's name",
             )
-    identifier = row.get(spec.id_column) if spec.id_column else None
-    sample_id = str(identifier) if identifier is not None else f"{index:06d}"
-    text = str(row[spec.text_column] or "")
     value = row[spec.audio_column]
+    identifier = row.get(spec.id_column) if spec.id_column else None
+    sample_id = str(identifier) if identifier is not None else fallback_id(value)
     stated = _number(row.get(spec.duration_column)) if spec.duration_column else None
-
-    def load() -> EvalSample:
-        try:
-            audio = decode_audio_value(value)
-        except TinyAudioError as error:
-            return EvalSample(sample_id, None, text, stated or 0.0, error.message)
-        return EvalSample(sample_id, audio, text, len(audio) / SAMPLE_RATE)
 
     def length() -> float:
         return stated if stated is not None else _value_seconds(value)
 
-    return SampleEntry(sample_id, text, length, load)
-
-
-def _entry_from_file(sample_id: str, path: Path, text: str) -> SampleEntry:
-    from tinyaudio_cli.audio.media import load_audio
-
-    def load() -> EvalSample:
-        try:
-            audio = load_audio(path)
-        except TinyAudioError as error:
-            return EvalSample(sample_id, None, text, 0.0, error.message)
-        return EvalSample(sample_id, audio, text, len(audio) / SAMPLE_RATE)
-
-    return SampleEntry(sample_id, text, lambda: header_seconds(path), load)
+    return SampleEntry(sample_id, str(row[spec.text_column] or ""), partial(decode_audio_value, value), length, stated)
 
 
 def _value_seconds(value: Any) -> float:
@@ -593,52 +397,6 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) and number >= 0 else None
-
-
-def _read_manifest(path: Path) -> list[tuple[str, Path, str]]:
-    """(id, audio path, reference) for every manifest entry; a malformed manifest fails as a whole."""
-    kind = MANIFEST_SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise TinyAudioError(f"Unsupported manifest {path.name}", hint=f"use one of: {', '.join(MANIFEST_SUFFIXES)}")
-    try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            if kind == "json":
-                records = _json_lines(handle)
-            else:  # line 1 is the header
-                records = list(enumerate(csv.DictReader(handle, delimiter=kind), start=2))
-    except OSError as error:
-        raise TinyAudioError(f"Cannot read manifest {path}: {error}", hint="check the path") from error
-    return [_manifest_entry(path, number, record) for number, record in records]
-
-
-def _json_lines(handle: Iterable[str]) -> list[tuple[int, dict[str, Any]]]:
-    records = []
-    for number, line in enumerate(handle, start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append((number, json.loads(line)))
-        except json.JSONDecodeError as error:
-            raise TinyAudioError(f"Line {number} of the manifest is not JSON: {error}") from error
-    return records
-
-
-def _manifest_entry(manifest: Path, number: int, record: Any) -> tuple[str, Path, str]:
-    if not isinstance(record, dict) or not record.get("audio") or record.get("text") is None:
-        raise TinyAudioError(
-            f"Entry {number} of {manifest.name} needs 'audio' and 'text' fields",
-            hint='each entry looks like {"audio": "clips/a.wav", "text": "hello", "id": "a"}',
-        )
-    # Joining onto the manifest's folder leaves absolute paths as they are.
-    audio = manifest.parent / Path(os.path.expanduser(str(record["audio"])))
-    return str(record.get("id") or record["audio"]), audio, str(record["text"])
-
-
-def _select(entries: list[Entry], max_samples: int | None, shuffle: bool, seed: int) -> list[Entry]:
-    if shuffle:
-        entries = entries.copy()
-        random.Random(seed).shuffle(entries)
-    return entries[:max_samples] if max_samples is not None else entries
 
 
 def _decode_path(path: str) -> np.ndarray:

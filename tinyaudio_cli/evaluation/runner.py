@@ -13,14 +13,11 @@ the dataset, decoding audio and loading the model are timed separately, and warm
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import platform
-import queue
 import re
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -28,20 +25,13 @@ from datetime import datetime, timezone
 from importlib import metadata
 from itertools import chain, islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from .. import __version__, distributed
 from ..audio.media import SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS
-from ..data.evaldata import (
-    DatasetSpec,
-    EvalSample,
-    SampleEntry,
-    decoded,
-    folder_entries,
-    hub_entries,
-    manifest_entries,
-    resolve_dataset,
-)
+from ..data.entries import EvalSample, SampleEntry, decoded, folder_entries, manifest_entries
+from ..data.evaldata import DatasetSpec, hub_entries, resolve_dataset
+from ..data.prefetch import Prefetched
 from ..errors import TinyAudioError
 from ..inference.confidence import DEFAULT_MIN_CONFIDENCE
 from .scoring import BucketScore, CorpusScore, Pair, rtfx, score_corpus
@@ -66,6 +56,7 @@ COMPARISON_NAME = "comparison.json"
 CHUNK_BATCHES = 8
 CHUNK_MAX_SAMPLES = 1024  # a GPU's batches can be large: the chunk (held in memory) stays bounded
 PREFETCH_CHUNKS = 2  # chunks read and decoded ahead of the model, on a background thread
+THREAD = "tinyaudio-eval-data"
 LONG_FORM_METHOD = "tinyaudio transcribe's pipeline: Silero VAD, each speech region in an encoder window of its own"
 TIMING_NOTE = (
     "RTFx = audio seconds / model seconds; model seconds cover features, encoder, projector, LM decoding "
@@ -343,15 +334,15 @@ def evaluate_model(
     options = replace(options, batch_size=batch_size)
     entries = chain(head, entries)
     samples = decoded(entries) if ranks == 1 else share(entries)
-    chunks = _prefetched(_chunks(_timed(samples, timing), _chunk_size(batch_size)), PREFETCH_CHUNKS)
-    first = next(chunks, [])
-    _warm_up(model, first, options)
-    for chunk in chain([first], chunks):
-        if chunk:  # a rank's share can be empty
-            done, fitted = _run_chunk_fitting(name, model, chunk, options, timing)
-            outcomes.extend(done)
-            options = replace(options, batch_size=fitted)
-            report("running")
+    with Prefetched(_chunks(_timed(samples, timing), _chunk_size(batch_size)), PREFETCH_CHUNKS, THREAD) as chunks:
+        first = next(chunks, [])
+        _warm_up(model, first, options)
+        for chunk in chain([first], chunks):
+            if chunk:  # a rank's share can be empty
+                done, fitted = _run_chunk_fitting(name, model, chunk, options, timing)
+                outcomes.extend(done)
+                options = replace(options, batch_size=fitted)
+                report("running")
     device, dtype = model.device, str(model.dtype).removeprefix("torch.")
     checkpoint_dir = getattr(model, "checkpoint_dir", None)
     fingerprint = weights_sha256(checkpoint_dir) if checkpoint_dir is not None else None
@@ -429,41 +420,6 @@ def _timed(items: Iterable[Item], timing: Timing) -> Iterator[Item]:
         finally:
             timing.data_seconds += time.perf_counter() - started
         yield item
-
-
-def _prefetched(items: Iterator[Item], depth: int) -> Iterator[Item]:
-    """The items, made on a background thread up to `depth` ahead, so reading and decoding audio overlap
-    the model's work. An error making an item is raised here, where that item would have come."""
-    made: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(event: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                made.put(event, timeout=0.1)
-                return True
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(("item", item)):
-                    return
-        except BaseException as error:  # handed to the consumer, which raises it
-            put(("error", error))
-            return
-        put(("end", None))
-
-    producer = threading.Thread(target=produce, name="tinyaudio-eval-data", daemon=True)
-    producer.start()
-    try:
-        while (event := made.get())[0] == "item":
-            yield event[1]
-        if event[0] == "error":
-            raise event[1]
-    finally:
-        stop.set()
-        producer.join()
 
 
 def _chunks(items: Iterable[Item], size: int) -> Iterator[list[Item]]:

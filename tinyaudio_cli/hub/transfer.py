@@ -45,6 +45,9 @@ BASES_SUBFOLDER = "bases"  # where --local-dir puts the base repos, one folder e
 # model core imports nothing else of tinyaudio) are copied, imports flattened
 REMOTE_ENTRY = f"{PACKAGE}.model.hf_pipeline"
 REMOTE_PREFIX = "tinyaudio_"
+# top-level modules that only re-export model/'s, which model/modeling.py still imports: the export follows them
+# to model/ (when modeling.py imports `.constants` and `.errors`, model/ can be copied verbatim)
+REEXPORTS = {f"{PACKAGE}.constants": f"{PACKAGE}.model.constants", f"{PACKAGE}.errors": f"{PACKAGE}.model.errors"}
 CODE_REF_FILES = ("tokenizer_config.json", "preprocessor_config.json")  # configs that may name a checkpoint's code
 ASR_TASK = "automatic-speech-recognition"
 AUTO_MODEL_CLASS = "AutoModelForSpeechSeq2Seq"
@@ -425,15 +428,15 @@ def download_dataset(
     """
     from huggingface_hub import HfApi
 
-    from ..data.evaldata import _check_choice, resolve_dataset
+    from ..data.evaldata import check_choice, resolve_dataset
 
     spec = resolve_dataset(name)
     if not is_hub_id(spec.path):
         raise TinyAudioError(f"dataset {name} is the local path {spec.path}: there is nothing to download")
     config = config or spec.default_config
     split = split or spec.default_split
-    _check_choice(spec, "config", config, spec.configs)
-    _check_choice(spec, "split", split, spec.splits)
+    check_choice(spec, "config", config, spec.configs)
+    check_choice(spec, "split", split, spec.splits)
     fetcher = _Fetcher(HfApi(token=token), include, exclude, cache_dir, dry_run)
     local_root = Path(local_dir).expanduser() if local_dir else None
     listing = fetcher.tree(spec.path, "dataset", revision)
@@ -455,7 +458,8 @@ def split_paths(paths: list[str], card: str | None, config: str | None, split: s
     """The data files of one config's split: by the card's `configs` data_files when it declares them, else by
     a folder named after the split or a file named `<split>-*` / `<split>_*` / `<split>.*` (inside a folder
     named after the config, when there is one)."""
-    from ..data.evaldata import DATA_FILE_SUFFIX, card_split_patterns
+    from ..data.evaldata import card_split_patterns
+    from ..data.naming import DATA_FILE_SUFFIX
 
     patterns = card_split_patterns(card, config, split) if card else None
     if patterns is not None:
@@ -523,6 +527,7 @@ def _flatten_imports(module: str) -> tuple[str, list[tuple[str, set[str]]]]:
         )
         if target is None or target.split(".")[0] != PACKAGE:
             continue
+        target = REEXPORTS.get(target, target)
         _module_file(target)  # a package (`from . import x`) cannot be flattened
         names = ", ".join(alias.name + (f" as {alias.asname}" if alias.asname else "") for alias in node.names)
         indent = " " * node.col_offset

@@ -23,7 +23,7 @@ from safetensors import safe_open
 from transformers import PreTrainedTokenizerFast, WhisperConfig
 from transformers.models.whisper.modeling_whisper import WhisperDecoder
 
-from ..errors import TinyAudioError
+from .errors import TinyAudioError
 
 FRAMES_PER_SECOND = 50  # encoder frames: 1500 for a 30 s window (two mel frames each)
 MEDIAN_FILTER_WIDTH = 7  # frames; openai-whisper's choice

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from transformers import Pipeline, PretrainedConfig, PreTrainedModel
 
-from ..constants import SAMPLE_RATE, WINDOW_SAMPLES
 from .config import MODEL_TYPE
+from .constants import SAMPLE_RATE, WINDOW_SAMPLES
 from .decoding import guarded_text, token_budget
 from .loading import load_model
 from .modeling import ATTENTION_MODES, DEFAULT_MODE

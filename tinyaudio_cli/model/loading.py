@@ -26,9 +26,9 @@ from transformers import (
 )
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from ..constants import BASES_ENV, DEFAULT_MODEL
-from ..errors import TinyAudioError, UsageError
 from .config import AUDIO_TOKEN, TinyAudioConfig
+from .constants import BASES_ENV, BUNDLED_MODEL_NAMES, DEFAULT_MODEL
+from .errors import TinyAudioError, UsageError
 from .modeling import TinyAudioModel
 from .projector import MOSAProjector, init_projector
 
@@ -51,7 +51,7 @@ HUB_PATTERNS: dict[str, list[str]] = {
 }
 # checkpoints that ship inside the package, by short name (their bases still come from the Hub or TINYAUDIO_BASES)
 BUNDLED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-BUNDLED_MODELS = {"tiny-en": BUNDLED_DIR / "tiny-en"}
+BUNDLED_MODELS = {name: BUNDLED_DIR / name for name in BUNDLED_MODEL_NAMES}
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 

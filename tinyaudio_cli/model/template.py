@@ -24,7 +24,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.ext import Extension
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ..errors import TinyAudioError
+from .errors import TinyAudioError
 
 MAX_TEXT = 100_000  # characters (or items) any value the template builds may hold; a prompt is a few hundred
 MAX_SECONDS = 2.0

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
+from ..data.naming import DataSource
 from ..errors import TinyAudioError
 from .resume import (
     CACHE_DIR_NAME,
@@ -36,7 +37,6 @@ TRAIN_SPLIT = "train"
 DEV_FALLBACK_SPLIT = "validation"
 PREFETCH_GROUPS = 2  # optimizer steps of data prepared ahead by the loader thread
 MAX_CONSECUTIVE_SKIPS = 1_000  # a source that yields nothing usable for this long is broken, not noisy
-LOADER_POLL_SECONDS = 0.1
 
 DEFAULT_AUDIO_MODEL = "openai/whisper-large-v3-turbo"  # = model.config.DEFAULT_AUDIO_MODEL
 DEFAULT_TEXT_MODEL = "HuggingFaceTB/SmolLM3-3B"  # = model.config.DEFAULT_TEXT_MODEL
@@ -57,54 +57,6 @@ def _meta(help: str, panel: str, flag: str | None = None, short: str | None = No
 
 
 # -- configuration ------------------------------------------------------------------------------------
-
-
-@dataclass
-class DataSource:
-    """One training or dev set: a registry name (`loquacious`), a Hub id, a local Parquet folder or file,
-    a JSONL/CSV/TSV manifest, or a folder of media files with same-named .txt transcripts.
-
-    On the command line: `PATH[,key=value...]`, e.g. `loquacious,config=medium,weight=2` or `clips.jsonl`.
-    """
-
-    path: str
-    weight: float = 1.0
-    config: str | None = None
-    split: str | None = None  # default: train for training data, dev/validation for dev data
-    audio_column: str | None = None
-    text_column: str | None = None
-    id_column: str | None = None
-
-    @classmethod
-    def parse(cls, value: str | dict[str, Any] | DataSource) -> DataSource:
-        if isinstance(value, DataSource):
-            return value
-        if isinstance(value, str):
-            path, *pairs = [part.strip() for part in value.split(",")]
-            options: dict[str, Any] = {"path": path}
-            for pair in pairs:
-                key, sep, item = pair.partition("=")
-                if not sep:
-                    raise TinyAudioError(f"bad data option {pair!r} in {value!r}", hint="write options as key=value")
-                options[key.strip().replace("-", "_")] = item.strip()
-            value = options
-        if not isinstance(value, dict) or not value.get("path"):
-            raise TinyAudioError(f"a data source needs a path, got {value!r}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(value) - known)
-        if unknown:
-            raise TinyAudioError(f"unknown data option {unknown[0]!r}", hint=f"known: {', '.join(sorted(known))}")
-        source = cls(**{key: None if item is None else str(item) for key, item in value.items()})
-        try:
-            source.weight = float(source.weight)
-        except ValueError as error:
-            raise TinyAudioError(f"data weight must be a number, got {source.weight!r}") from error
-        if not source.weight > 0:
-            raise TinyAudioError(f"data weight must be positive, got {source.weight}")
-        return source
-
-    def to_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
 
 
 @dataclass
@@ -136,7 +88,13 @@ class TrainConfig:
     # data
     train_data: list[DataSource] = field(
         default_factory=list,
-        metadata=_meta("Training set PATH[,key=value...]; repeatable, mixed by weight=.", DATA_PANEL, flag="data"),
+        metadata=_meta(
+            "Training set NAME[,key=value...] as eval names one (a registered set, Hub id, folder, Parquet file or "
+            "manifest; config=, split=, audio_column=, text_column=, id_column=, data_dir=); repeatable, mixed by "
+            "weight=.",
+            DATA_PANEL,
+            flag="data",
+        ),
     )
     dev_data: list[DataSource] = field(
         default_factory=list,

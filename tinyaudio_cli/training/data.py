@@ -6,12 +6,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import queue
 import random
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +16,12 @@ import numpy as np
 import torch
 
 from ..constants import SAMPLE_RATE
+from ..data.entries import SampleEntry, folder_listing, manifest_listing
+from ..data.prefetch import Prefetched
 from ..errors import TinyAudioError
 from .config import (
     DEV_FALLBACK_SPLIT,
     DEV_SPLITS,
-    LOADER_POLL_SECONDS,
     MAX_CONSECUTIVE_SKIPS,
     PREFETCH_GROUPS,
     PRONOUN_I,
@@ -71,16 +69,6 @@ def prepare_target(text: str, normalize: bool = True) -> str:
 
 
 @dataclass
-class RawExample:
-    """A row before decoding: the audio is read only when needed (not when cached or skipped)."""
-
-    key: str
-    text: str
-    read_audio: Callable[[], np.ndarray]
-    seconds: float | None = None  # known without decoding (a dataset's duration column)
-
-
-@dataclass
 class Example:
     """A usable utterance: its target token ids and either its audio or its cached encoder frames."""
 
@@ -98,29 +86,8 @@ class MicroBatch:
     features: torch.Tensor | None  # log-mel of the examples without cached frames, in order
 
 
-def source_kind(path: str) -> str:
-    from ..data.evaldata import CARD_NAME, DATA_FILE_SUFFIX, MANIFEST_SUFFIXES
-
-    local = Path(path).expanduser()
-    if local.is_file() and local.suffix.lower() in MANIFEST_SUFFIXES:
-        return "manifest"
-    if local.is_dir() and not (local / CARD_NAME).is_file() and not any(local.rglob(f"*{DATA_FILE_SUFFIX}")):
-        return "folder"
-    return "dataset"
-
-
 def _permutation(size: int, *seed: int) -> list[int]:
     return np.random.default_rng(list(seed)).permutation(size).tolist()
-
-
-def _read_file_audio(path: Path) -> np.ndarray:
-    from ..data.evaldata import decode_audio_bytes
-
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise TinyAudioError(f"cannot read {path}: {error.strerror}") from error
-    return decode_audio_bytes(data)  # soundfile for WAV/FLAC at 16 kHz, ffmpeg for the rest
 
 
 class ListSource:
@@ -132,7 +99,7 @@ class ListSource:
     def __init__(
         self,
         name: str,
-        entries: list[tuple[str, Path, str]],
+        entries: list[SampleEntry],
         seed: int,
         rank: int,
         world: int,
@@ -153,15 +120,15 @@ class ListSource:
     def __iter__(self) -> ListSource:
         return self
 
-    def __next__(self) -> RawExample:
+    def __next__(self) -> SampleEntry:
         if self.index >= len(self.order):
             if not self.loop:
                 raise StopIteration
             self.epoch, self.index = self.epoch + 1, 0
             self.order = self._order()
-        entry_id, path, text = self.entries[self.order[self.index]]
+        entry = self.entries[self.order[self.index]]
         self.index += 1
-        return RawExample(f"{self.name}|{entry_id}", text, partial(_read_file_audio, path))
+        return replace(entry, id=f"{self.name}|{entry.id}")
 
     def state(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "index": self.index}
@@ -169,26 +136,6 @@ class ListSource:
     def load_state(self, state: dict[str, Any]) -> None:
         self.epoch, self.index = int(state["epoch"]), int(state["index"])
         self.order = self._order()
-
-
-def manifest_entries(path: Path) -> list[tuple[str, Path, str]]:
-    from ..data.evaldata import _read_manifest
-
-    return _read_manifest(path)
-
-
-def folder_entries(root: Path) -> list[tuple[str, Path, str]]:
-    """Media files under `root` with the same-named .txt beside each (missing: empty, so skipped and counted)."""
-    from ..audio.media import find_media
-
-    entries = []
-    for media in find_media([root]):
-        transcript = media.with_suffix(".txt")
-        text = transcript.read_text(encoding="utf-8").strip() if transcript.is_file() else ""
-        entries.append((media.relative_to(root).with_suffix("").as_posix(), media, text))
-    if not entries:
-        raise TinyAudioError(f"no media files in {root}", hint="put audio files and same-named .txt files there")
-    return entries
 
 
 class DatasetSource:
@@ -204,15 +151,18 @@ class DatasetSource:
     def __init__(
         self, source: DataSource, split: str, seed: int, rank: int, world: int, shuffle: bool, loop: bool
     ) -> None:
-        from ..data.evaldata import _open_dataset, _undecoded_audio, resolve_dataset
+        from ..data.evaldata import open_dataset, resolve_dataset
 
         self.spec = resolve_dataset(
-            source.path, audio_column=source.audio_column, text_column=source.text_column, id_column=source.id_column
+            source.path,
+            path=source.data_dir,
+            audio_column=source.audio_column,
+            text_column=source.text_column,
+            id_column=source.id_column,
         )
         config = source.config or self.spec.default_config
         self.name = f"{self.spec.path}:{config or 'default'}:{split}"
-        dataset = _open_dataset(self.spec, config, split, True, None)
-        self.dataset = _undecoded_audio(dataset, self.spec.audio_column)
+        self.dataset = open_dataset(self.spec, config, split)
         self.num_shards = self.dataset.num_shards
         self.seed, self.rank, self.world, self.shuffle, self.loop = seed, rank, world, shuffle, loop
         self.split_rows = self.num_shards < world
@@ -272,7 +222,7 @@ class DatasetSource:
     def __iter__(self) -> DatasetSource:
         return self
 
-    def __next__(self) -> RawExample:
+    def __next__(self) -> SampleEntry:
         while self.block_index >= len(self.block):
             if self._read_block() == 0:
                 if not self.loop:
@@ -285,26 +235,11 @@ class DatasetSource:
         self.block_index += 1
         return self._example(row)
 
-    def _example(self, row: dict[str, Any]) -> RawExample:
-        from ..data.evaldata import decode_audio_value
+    def _example(self, row: dict[str, Any]) -> SampleEntry:
+        from ..data.evaldata import row_entry
 
-        spec = self.spec
-        for column in (spec.audio_column, spec.text_column):
-            if column not in row:
-                raise TinyAudioError(
-                    f"{self.name} has no column {column!r} (columns: {', '.join(row)})",
-                    hint="name the right ones with audio_column= and text_column= in the data option",
-                )
-        cell = row[spec.audio_column]
-        key = row.get(spec.id_column) if spec.id_column else None
-        if key is None:
-            key = cell.get("path") if isinstance(cell, dict) else None
-        if not key:  # no id: the audio itself names the row
-            raw = cell.get("bytes") if isinstance(cell, dict) else cell
-            key = hashlib.sha1(raw if isinstance(raw, bytes) else repr(raw).encode()).hexdigest()
-        seconds = row.get(spec.duration_column) if spec.duration_column else None
-        text = str(row[spec.text_column] or "")
-        return RawExample(f"{self.name}|{key}", text, partial(decode_audio_value, cell), _float_or_none(seconds))
+        entry = row_entry(self.spec, row, _row_key)
+        return replace(entry, id=f"{self.name}|{entry.id}")
 
     def state(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "block_index": self.block_index, "block_start": self.block_start}
@@ -321,22 +256,24 @@ class DatasetSource:
         self.block_index = int(state["block_index"])
 
 
-def _float_or_none(value: Any) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+def _row_key(cell: Any) -> str:
+    """A row without an id column is named by its audio: the file it came from, else a hash of the audio."""
+    key = cell.get("path") if isinstance(cell, dict) else None
+    if key:
+        return str(key)
+    raw = cell.get("bytes") if isinstance(cell, dict) else cell
+    return hashlib.sha1(raw if isinstance(raw, bytes) else repr(raw).encode()).hexdigest()
 
 
 def open_source(
     source: DataSource, dev: bool, seed: int, rank: int = 0, world: int = 1, shuffle: bool = True, loop: bool = True
 ) -> ListSource | DatasetSource:
-    kind = source_kind(source.path)
+    kind = source.kind
     path = Path(source.path).expanduser()
     if kind == "manifest":
-        return ListSource(str(path), manifest_entries(path), seed, rank, world, shuffle, loop)
+        return ListSource(str(path), manifest_listing(path), seed, rank, world, shuffle, loop)
     if kind == "folder":
-        return ListSource(str(path), folder_entries(path), seed, rank, world, shuffle, loop)
+        return ListSource(str(path), folder_listing(path), seed, rank, world, shuffle, loop)
     return DatasetSource(source, source.split or default_split(source, dev), seed, rank, world, shuffle, loop)
 
 
@@ -391,32 +328,32 @@ class EncoderCache:
 
 
 class Preparer:
-    """RawExample → Example, or the reason it is skipped (one of SKIP_REASONS)."""
+    """SampleEntry → Example, or the reason it is skipped (one of SKIP_REASONS)."""
 
     def __init__(self, model: TinyAudioModel, max_samples: int, normalize: bool, cache: EncoderCache | None) -> None:
         self.model, self.max_samples, self.normalize, self.cache = model, max_samples, normalize, cache
 
-    def __call__(self, raw: RawExample) -> Example | str:
+    def __call__(self, raw: SampleEntry) -> Example | str:
         text = prepare_target(raw.text, self.normalize)
         if not text:
             return "empty_text"
-        cached = self.cache.get(raw.key) if self.cache else None
+        cached = self.cache.get(raw.id) if self.cache else None
         if cached is not None:
             frames, num_samples = cached
             if num_samples > self.max_samples:
                 return "too_long"
-            return Example(raw.key, raw.text, self.model.target_ids(text), num_samples, frames=frames)
-        if raw.seconds is not None and raw.seconds * SAMPLE_RATE > self.max_samples:
+            return Example(raw.id, raw.text, self.model.target_ids(text), num_samples, frames=frames)
+        if raw.stated_seconds is not None and raw.stated_seconds * SAMPLE_RATE > self.max_samples:
             return "too_long"  # known from the metadata: not even decoded
         try:
-            audio = raw.read_audio()
+            audio = raw.read()
         except (TinyAudioError, OSError, ValueError, RuntimeError):
             return "undecodable"
         if len(audio) == 0:
             return "undecodable"
         if len(audio) > self.max_samples:
             return "too_long"
-        return Example(raw.key, raw.text, self.model.target_ids(text), len(audio), audio=audio)
+        return Example(raw.id, raw.text, self.model.target_ids(text), len(audio), audio=audio)
 
 
 class ExampleStream:
@@ -475,36 +412,18 @@ class Loader:
     def __init__(self, stream: ExampleStream, batch_size: int, accumulation: int, feature_extractor: Any) -> None:
         self.stream, self.batch_size, self.accumulation = stream, batch_size, accumulation
         self.feature_extractor = feature_extractor
-        self.queue: queue.Queue = queue.Queue(maxsize=PREFETCH_GROUPS)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="tinyaudio-loader", daemon=True)
-        self.thread.start()
+        self.groups = Prefetched(self._groups(), PREFETCH_GROUPS, "tinyaudio-loader")
 
-    def _run(self) -> None:
-        try:
-            while not self.stopping.is_set():
-                group = [
-                    collate([next(self.stream) for _ in range(self.batch_size)], self.feature_extractor)
-                    for _ in range(self.accumulation)
-                ]
-                self._put((group, self.stream.state()))
-        except BaseException as error:  # handed to the training thread, which raises it
-            self._put((None, error))
-
-    def _put(self, item: tuple[Any, Any]) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.queue.put(item, timeout=LOADER_POLL_SECONDS)
-                return
-            except queue.Full:
-                continue
+    def _groups(self) -> Iterator[tuple[list[MicroBatch], dict[str, Any]]]:
+        while True:
+            group = [
+                collate([next(self.stream) for _ in range(self.batch_size)], self.feature_extractor)
+                for _ in range(self.accumulation)
+            ]
+            yield group, self.stream.state()
 
     def next(self) -> tuple[list[MicroBatch], dict[str, Any]]:
-        group, position = self.queue.get()
-        if group is None:
-            raise position
-        return group, position
+        return next(self.groups)
 
     def close(self) -> None:
-        self.stopping.set()
-        self.thread.join(timeout=30)
+        self.groups.close(timeout=30)

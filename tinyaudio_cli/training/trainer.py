@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
-import os
 import re
 import shutil
 import time
@@ -32,8 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.distributed as distributed
 
+from .. import distributed
 from ..constants import SAMPLE_RATE
 from ..errors import TinyAudioError
 from .checkpoints import MetricsLog, rng_state, set_rng_state
@@ -53,63 +52,6 @@ from .resume import (
 
 if TYPE_CHECKING:
     from ..model import TinyAudioModel
-
-# -- distributed ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Dist:
-    """This process's place in a torchrun job (rank 0 of 1 without one)."""
-
-    rank: int
-    world: int
-    device: Any
-    owns_group: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def sum(self, values: Sequence[float]) -> list[float]:
-        if self.world == 1:
-            return [float(value) for value in values]
-        tensor = torch.tensor(list(values), dtype=torch.float64, device=self.device)
-        distributed.all_reduce(tensor)
-        return tensor.tolist()
-
-    def gather(self, value: Any) -> list[Any]:
-        if self.world == 1:
-            return [value]
-        gathered: list[Any] = [None] * self.world
-        distributed.all_gather_object(gathered, value)
-        return gathered
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            distributed.barrier()
-
-    def close(self) -> None:
-        if self.owns_group and distributed.is_initialized():
-            distributed.destroy_process_group()
-
-
-def setup_distributed(device_name: str) -> Dist:
-    """torchrun sets WORLD_SIZE, RANK and LOCAL_RANK: join the group (NCCL on CUDA, gloo on CPU)."""
-    from ..model.loading import resolve_device
-
-    device = resolve_device(device_name)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist(0, 1, device)
-    rank = int(os.environ["RANK"])
-    if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    owns = not distributed.is_initialized()
-    if owns:
-        distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank, world, device, owns)
-
 
 # -- the trainer --------------------------------------------------------------------------------------------------
 
@@ -148,7 +90,9 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, resume: bool = False, console: Any = None, quiet: bool = False) -> None:
         config.validate()
         self.config = config
-        self.dist = setup_distributed(config.device)
+        from ..model.loading import resolve_device
+
+        self.dist = distributed.join(resolve_device(config.device))
         self.device = self.dist.device
         self.console = console if self.dist.main and not quiet else None
         self.output_dir = Path(config.output_dir).expanduser()

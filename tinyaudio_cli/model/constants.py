@@ -1,0 +1,11 @@
+"""Constants the CLI, the library and the model core share, in a module light enough for `tinyaudio --help`
+(it imports nothing). An exported model carries this file verbatim."""
+
+DEFAULT_MODEL = "mazesmazes/tiny-audio"
+MODEL_ENV = "TINYAUDIO_MODEL"  # overrides DEFAULT_MODEL for every command
+BASES_ENV = "TINYAUDIO_BASES"  # base-model ids mapped to local folders: "id=path,id=path"
+BUNDLED_MODEL_NAMES = ("tiny-en",)  # checkpoints shipped inside the package (model/loading.py finds them)
+
+SAMPLE_RATE = 16_000  # what Whisper's encoder hears; every decoder resamples to it
+WINDOW_SECONDS = 30  # one encoder window
+WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_SECONDS
