@@ -22,7 +22,7 @@ _tinyaudio_dirs() {
 
 _tinyaudio_align() {
     case $prev in
-        --device) _tinyaudio_words "auto cpu cuda" "$cur"; return ;;
+        --device) _tinyaudio_words "auto cpu cuda mps" "$cur"; return ;;
         --dtype) _tinyaudio_words "auto float32 bfloat16 float16" "$cur"; return ;;
         --format|-f) _tinyaudio_words "json srt vtt tsv" "$cur"; return ;;
         --max-words-per-line) :; return ;;
@@ -52,10 +52,10 @@ _tinyaudio_download() {
     case $prev in
         --cache-dir|--local-dir) _tinyaudio_dirs "$cur"; return ;;
         --config|--exclude|--include|--revision|--split|--token) :; return ;;
-        --dataset) _tinyaudio_words "loquacious librispeech-clean librispeech-other tedlium gigaspeech spgispeech earnings22 ami voxpopuli common-voice peoples-speech" "$cur"; return ;;
+        --data|-d) _tinyaudio_words "loquacious librispeech-clean librispeech-other tedlium gigaspeech spgispeech earnings22 ami voxpopuli common-voice peoples-speech" "$cur"; return ;;
     esac
     if [[ $cur != -* ]] && _tinyaudio_download_argument; then return; fi
-    _tinyaudio_words "--cache-dir --config --dataset --dry-run --exclude --help --include --local-dir --quiet --revision --split --token -h -q" "$cur"
+    _tinyaudio_words "--cache-dir --config --data --dry-run --exclude --help --include --local-dir --quiet --revision --split --token -d -h -q" "$cur"
 }
 
 _tinyaudio_download_argument() {
@@ -63,7 +63,7 @@ _tinyaudio_download_argument() {
     local i count=0
     for ((i = start + 1; i < cword; i++)); do
         case ${COMP_WORDS[i]} in
-            --cache-dir|--config|--dataset|--exclude|--include|--local-dir|--revision|--split|--token) [[ ${COMP_WORDS[i + 1]} == = ]] && ((i++)); ((i++)) ;;
+            --cache-dir|--config|--data|-d|--exclude|--include|--local-dir|--revision|--split|--token) [[ ${COMP_WORDS[i + 1]} == = ]] && ((i++)); ((i++)) ;;
             -*) ;;
             *) ((count++)) ;;
         esac
@@ -75,15 +75,14 @@ _tinyaudio_download_argument() {
 _tinyaudio_eval() {
     case $prev in
         --audio-column|--batch-size|--config|--id-column|--max-new-tokens|--max-samples|-n|--min-confidence|--seed|--split|--text-column|--warmup-batches) :; return ;;
-        --data-dir|--manifest) _tinyaudio_files "$cur"; return ;;
-        --dataset|-d) _tinyaudio_words "loquacious librispeech-clean librispeech-other tedlium gigaspeech spgispeech earnings22 ami voxpopuli common-voice peoples-speech" "$cur"; _tinyaudio_files "$cur"; return ;;
-        --device) _tinyaudio_words "auto cpu cuda" "$cur"; return ;;
+        --data|-d) _tinyaudio_words "loquacious librispeech-clean librispeech-other tedlium gigaspeech spgispeech earnings22 ami voxpopuli common-voice peoples-speech" "$cur"; _tinyaudio_files "$cur"; return ;;
+        --device) _tinyaudio_words "auto cpu cuda mps" "$cur"; return ;;
         --dtype) _tinyaudio_words "auto float32 bfloat16 float16" "$cur"; return ;;
-        --folder|--output-dir|-o) _tinyaudio_dirs "$cur"; return ;;
         --model|-m) _tinyaudio_words "tiny-en" "$cur"; _tinyaudio_dirs "$cur"; return ;;
+        --output-dir|-o) _tinyaudio_dirs "$cur"; return ;;
     esac
     if [[ $cur != -* ]] && _tinyaudio_eval_argument; then return; fi
-    _tinyaudio_words "--audio-column --batch-size --config --data-dir --dataset --device --dtype --folder --help --id-column --manifest --max-new-tokens --max-samples --min-confidence --model --no-normalize --output-dir --pack --quiet --reference-mode --seed --shuffle --split --text-column --vad --warmup-batches -d -h -m -n -o -q" "$cur"
+    _tinyaudio_words "--audio-column --batch-size --config --data --device --dtype --help --id-column --max-new-tokens --max-samples --min-confidence --model --no-normalize --output-dir --pack --quiet --reference-mode --seed --shuffle --split --text-column --vad --warmup-batches -d -h -m -n -o -q" "$cur"
 }
 
 _tinyaudio_eval_argument() { return 1; }
@@ -122,11 +121,10 @@ _tinyaudio_info_argument() { return 1; }
 
 _tinyaudio_train() {
     case $prev in
-        --adam-beta1|--adam-beta2|--adam-epsilon|--batch-size|--ctc-weight|--eval-batch-size|--eval-loss-samples|--eval-steps|--eval-wer-samples|--experts|--grad-accum|--hidden-dim|--keep-last|--label-smoothing|--learning-rate|--lm-weight|--log-steps|--mask-feature-length|--mask-feature-min-masks|--mask-feature-prob|--mask-time-length|--mask-time-min-masks|--mask-time-prob|--max-audio-seconds|--max-grad-norm|--max-steps|--projector-dropout|--save-steps|--seed|--set|--stop-after-steps|--system-prompt|--time-limit|--warmup-steps|--weight-decay) :; return ;;
+        --adam-beta1|--adam-beta2|--adam-epsilon|--batch-size|--ctc-weight|--device|--eval-batch-size|--eval-loss-samples|--eval-steps|--eval-wer-samples|--experts|--grad-accum|--hidden-dim|--keep-last|--label-smoothing|--learning-rate|--lm-weight|--log-steps|--mask-feature-length|--mask-feature-min-masks|--mask-feature-prob|--mask-time-length|--mask-time-min-masks|--mask-time-prob|--max-audio-seconds|--max-grad-norm|--max-steps|--projector-dropout|--save-steps|--seed|--set|--stop-after-steps|--system-prompt|--time-limit|--warmup-steps|--weight-decay) :; return ;;
         --cache-dir|--encoder|--llm|--output-dir|-o) _tinyaudio_dirs "$cur"; return ;;
         --config|-c) _tinyaudio_files "$cur"; return ;;
         --data|--dev-data) _tinyaudio_words "loquacious librispeech-clean librispeech-other tedlium gigaspeech spgispeech earnings22 ami voxpopuli common-voice peoples-speech" "$cur"; _tinyaudio_files "$cur"; return ;;
-        --device) _tinyaudio_words "auto cpu cuda" "$cur"; return ;;
         --dtype|--save-dtype) _tinyaudio_words "auto float32 bfloat16 float16" "$cur"; return ;;
         --init-from) _tinyaudio_words "tiny-en" "$cur"; _tinyaudio_dirs "$cur"; return ;;
         --lr-scheduler) _tinyaudio_words "cosine linear constant constant_with_warmup cosine_with_restarts polynomial" "$cur"; return ;;
@@ -141,7 +139,7 @@ _tinyaudio_train_argument() { return 1; }
 _tinyaudio_transcribe() {
     case $prev in
         --batch-size|--ext|--max-cue-duration|--max-line-count|--max-line-width|--max-new-tokens|--max-words-per-line|--min-confidence) :; return ;;
-        --device) _tinyaudio_words "auto cpu cuda" "$cur"; return ;;
+        --device) _tinyaudio_words "auto cpu cuda mps" "$cur"; return ;;
         --dtype) _tinyaudio_words "auto float32 bfloat16 float16" "$cur"; return ;;
         --format|-f) _tinyaudio_words "txt srt vtt json tsv all" "$cur"; return ;;
         --model|-m) _tinyaudio_words "tiny-en" "$cur"; _tinyaudio_dirs "$cur"; return ;;

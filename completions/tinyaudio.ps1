@@ -20,8 +20,8 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
         'align' = @{
             Help = 'Time every word of a transcript you already have (a script, lyrics, a data set''s text).'
             Options = @(
-                @{ Names = @('--device'); Help = 'auto, cpu, cuda, cuda:N or mps.'; Value = $true; Choices = @('auto', 'cpu', 'cuda'); Paths = '' },
-                @{ Names = @('--dtype'); Help = 'auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.'; Value = $true; Choices = @('auto', 'float32', 'bfloat16', 'float16'); Paths = '' },
+                @{ Names = @('--device'); Help = 'auto, cpu, cuda, cuda:N or mps.'; Value = $true; Choices = @('auto', 'cpu', 'cuda', 'mps'); Paths = '' },
+                @{ Names = @('--dtype'); Help = 'auto: bfloat16 on CUDA, float32 on CPU.'; Value = $true; Choices = @('auto', 'float32', 'bfloat16', 'float16'); Paths = '' },
                 @{ Names = @('--format', '-f'); Help = 'json, srt, vtt or tsv; repeatable (default json).'; Value = $true; Choices = @('json', 'srt', 'vtt', 'tsv'); Paths = '' },
                 @{ Names = @('--help', '-h'); Help = 'Show this message and exit.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--highlight-words'); Help = 'Underline each word in SRT/VTT cues while it is said (in transcribe: implies --word-timestamps).'; Value = $false; Choices = @(); Paths = '' },
@@ -44,8 +44,8 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
             Help = 'Fetch a model, or one split of an eval set, so that transcribe and eval work offline (HF_HUB_OFFLINE=1).'
             Options = @(
                 @{ Names = @('--cache-dir'); Help = 'Hub cache to fill (default: HF_HUB_CACHE, under HF_HOME).'; Value = $true; Choices = @(); Paths = 'dir' },
-                @{ Names = @('--config'); Help = 'Config of --dataset (default: the registry''s).'; Value = $true; Choices = @(); Paths = '' },
-                @{ Names = @('--dataset'); Help = 'Fetch an eval set instead: a registry name (e.g. loquacious) or a Hub id.'; Value = $true; Choices = @('loquacious', 'librispeech-clean', 'librispeech-other', 'tedlium', 'gigaspeech', 'spgispeech', 'earnings22', 'ami', 'voxpopuli', 'common-voice', 'peoples-speech'); Paths = '' },
+                @{ Names = @('--config'); Help = 'Config of --data (default: the registry''s).'; Value = $true; Choices = @(); Paths = '' },
+                @{ Names = @('--data', '-d'); Help = 'Fetch a data set instead: a registry name (e.g. loquacious) or a Hub id, with options after commas: config=, split= (default: the registry''s), as eval and train name data sets.'; Value = $true; Choices = @('loquacious', 'librispeech-clean', 'librispeech-other', 'tedlium', 'gigaspeech', 'spgispeech', 'earnings22', 'ami', 'voxpopuli', 'common-voice', 'peoples-speech'); Paths = '' },
                 @{ Names = @('--dry-run'); Help = 'List the files and their total size; fetch nothing.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--exclude'); Help = 'Skip files matching this glob; repeatable.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--help', '-h'); Help = 'Show this message and exit.'; Value = $false; Choices = @(); Paths = '' },
@@ -53,7 +53,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--local-dir'); Help = 'Plain folder instead of the cache: the checkpoint there, each base under bases/.'; Value = $true; Choices = @(); Paths = 'dir' },
                 @{ Names = @('--quiet', '-q'); Help = 'No progress or summary, errors only.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--revision'); Help = 'Branch, tag or commit of the checkpoint (or dataset).'; Value = $true; Choices = @(); Paths = '' },
-                @{ Names = @('--split'); Help = 'Split of --dataset (default: the registry''s).'; Value = $true; Choices = @(); Paths = '' },
+                @{ Names = @('--split'); Help = 'Split of --data (default: the registry''s).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--token'); Help = 'Hugging Face token for private, gated or pushed-to repos (default: HF_TOKEN or the saved login).'; Value = $true; Choices = @(); Paths = '' }
             )
             Arguments = @(
@@ -66,14 +66,11 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--audio-column'); Help = 'Column holding the audio.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--batch-size'); Help = 'Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--config'); Help = 'Dataset config (default: the set''s own).'; Value = $true; Choices = @(); Paths = '' },
-                @{ Names = @('--data-dir'); Help = 'A local copy of the --dataset set (folder or Parquet file), read with its registered columns.'; Value = $true; Choices = @(); Paths = 'file' },
-                @{ Names = @('--dataset', '-d'); Help = 'A registered set (loquacious, librispeech-clean, tedlium, ami, ...), any Hub id, or a local folder or Parquet file laid out like a Hub dataset.'; Value = $true; Choices = @('loquacious', 'librispeech-clean', 'librispeech-other', 'tedlium', 'gigaspeech', 'spgispeech', 'earnings22', 'ami', 'voxpopuli', 'common-voice', 'peoples-speech'); Paths = 'file' },
-                @{ Names = @('--device'); Help = 'auto, cpu, cuda, cuda:N or mps.'; Value = $true; Choices = @('auto', 'cpu', 'cuda'); Paths = '' },
-                @{ Names = @('--dtype'); Help = 'auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.'; Value = $true; Choices = @('auto', 'float32', 'bfloat16', 'float16'); Paths = '' },
-                @{ Names = @('--folder'); Help = 'A folder of media files with same-named .txt references.'; Value = $true; Choices = @(); Paths = 'dir' },
+                @{ Names = @('--data', '-d'); Help = 'The samples: a registered set (loquacious, librispeech-clean, tedlium, ami, ...), a Hub id, a local folder (Parquet files laid out like a Hub dataset, or media files with same-named .txt references), a Parquet file, or a JSONL/CSV/TSV manifest with ''audio'' (relative to it), ''text'' and optional ''id'' fields.'; Value = $true; Choices = @('loquacious', 'librispeech-clean', 'librispeech-other', 'tedlium', 'gigaspeech', 'spgispeech', 'earnings22', 'ami', 'voxpopuli', 'common-voice', 'peoples-speech'); Paths = 'file' },
+                @{ Names = @('--device'); Help = 'auto, cpu, cuda, cuda:N or mps.'; Value = $true; Choices = @('auto', 'cpu', 'cuda', 'mps'); Paths = '' },
+                @{ Names = @('--dtype'); Help = 'auto: bfloat16 on CUDA, float32 on CPU.'; Value = $true; Choices = @('auto', 'float32', 'bfloat16', 'float16'); Paths = '' },
                 @{ Names = @('--help', '-h'); Help = 'Show this message and exit.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--id-column'); Help = 'Column holding the sample id.'; Value = $true; Choices = @(); Paths = '' },
-                @{ Names = @('--manifest'); Help = 'A JSONL/CSV/TSV manifest with ''audio'' (relative to it), ''text'' and optional ''id'' fields.'; Value = $true; Choices = @(); Paths = 'file' },
                 @{ Names = @('--max-new-tokens'); Help = 'Token limit per segment (default: a budget from the segment''s length, at most the model''s).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--max-samples', '-n'); Help = 'Evaluate the first N samples only.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--min-confidence'); Help = 'As in transcribe: clips that go through voice detection (--vad, or over 30 s) leave out of their hypothesis the segments whose speech probability is under P. 0 keeps all.'; Value = $true; Choices = @(); Paths = '' },
@@ -96,7 +93,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
         'export' = @{
             Help = 'Turn a checkpoint into a self-contained folder for the Hugging Face Hub, and push it if asked.'
             Options = @(
-                @{ Names = @('--dtype'); Help = 'Precision of the stored projector weights: float32, bfloat16 or float16.'; Value = $true; Choices = @('float32', 'bfloat16', 'float16'); Paths = '' },
+                @{ Names = @('--dtype'); Help = 'Precision of the stored projector weights.'; Value = $true; Choices = @('float32', 'bfloat16', 'float16'); Paths = '' },
                 @{ Names = @('--eval-summary'); Help = 'summary.json of a `tinyaudio eval` run, for the card''s results; repeatable.'; Value = $true; Choices = @(); Paths = 'file' },
                 @{ Names = @('--help', '-h'); Help = 'Show this message and exit.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--license'); Help = 'License id for the card (default: the source card''s, else mit).'; Value = $true; Choices = @(); Paths = '' },
@@ -131,9 +128,9 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--cache-encoder', '--no-cache-encoder'); Help = 'Cache frozen encoder outputs per utterance (fast multi-epoch CPU training; needs SpecAugment off). (default off)'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--config', '-c'); Help = 'YAML file of settings (the keys --dry-run prints; ''preset: NAME'' allowed).'; Value = $true; Choices = @(); Paths = 'file' },
                 @{ Names = @('--ctc-weight'); Help = 'Weight of an auxiliary CTC loss scoring the projector''s frames against the LM''s own token embeddings (speeds up learning on small data). (default 0.0)'; Value = $true; Choices = @(); Paths = '' },
-                @{ Names = @('--data'); Help = 'Training set PATH[,key=value...]; repeatable, mixed by weight=.'; Value = $true; Choices = @('loquacious', 'librispeech-clean', 'librispeech-other', 'tedlium', 'gigaspeech', 'spgispeech', 'earnings22', 'ami', 'voxpopuli', 'common-voice', 'peoples-speech'); Paths = 'file' },
+                @{ Names = @('--data'); Help = 'Training set NAME[,key=value...] as eval names one (a registered set, Hub id, folder, Parquet file or manifest; config=, split=, audio_column=, text_column=, id_column=, data_dir=); repeatable, mixed by weight=.'; Value = $true; Choices = @('loquacious', 'librispeech-clean', 'librispeech-other', 'tedlium', 'gigaspeech', 'spgispeech', 'earnings22', 'ami', 'voxpopuli', 'common-voice', 'peoples-speech'); Paths = 'file' },
                 @{ Names = @('--dev-data'); Help = 'Dev set for periodic evaluation, same syntax; repeatable.'; Value = $true; Choices = @('loquacious', 'librispeech-clean', 'librispeech-other', 'tedlium', 'gigaspeech', 'spgispeech', 'earnings22', 'ami', 'voxpopuli', 'common-voice', 'peoples-speech'); Paths = 'file' },
-                @{ Names = @('--device'); Help = 'auto, cpu, cuda or cuda:N. (default auto)'; Value = $true; Choices = @('auto', 'cpu', 'cuda'); Paths = '' },
+                @{ Names = @('--device'); Help = 'auto, cpu, cuda or cuda:N. (default auto)'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--dry-run'); Help = 'Print the resolved settings as YAML and exit.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--dtype'); Help = 'Frozen parts'' dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16; the projector always trains in float32 under autocast. (default auto)'; Value = $true; Choices = @('auto', 'float32', 'bfloat16', 'float16'); Paths = '' },
                 @{ Names = @('--encoder'); Help = 'Whisper checkpoint whose encoder feeds the projector (Hub id or folder; frozen). (default openai/whisper-large-v3-turbo)'; Value = $true; Choices = @(); Paths = 'dir' },
@@ -165,7 +162,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--max-steps'); Help = 'Optimizer steps. (default 20000)'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--normalize-targets', '--no-normalize-targets'); Help = 'Targets: Whisper-normalised, fillers and tags removed, truecased (else as given). (default on)'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--output-dir', '-o'); Help = 'Run folder: checkpoints, metrics, plots. (default runs/tinyaudio)'; Value = $true; Choices = @(); Paths = 'dir' },
-                @{ Names = @('--preset', '-p'); Help = 'Start from a preset: loquacious, smoke, tiny-en.'; Value = $true; Choices = @('loquacious', 'smoke', 'tiny-en'); Paths = '' },
+                @{ Names = @('--preset', '-p'); Help = 'Start from a preset.'; Value = $true; Choices = @('loquacious', 'smoke', 'tiny-en'); Paths = '' },
                 @{ Names = @('--projector-dropout'); Help = 'Dropout inside the projector experts. (default 0.05)'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--quiet', '-q'); Help = 'No progress or summary, errors only.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--resume'); Help = 'Continue the run in --output-dir from its latest checkpoint, exactly: its saved settings, overridden only by what is given here.'; Value = $false; Choices = @(); Paths = '' },
@@ -188,8 +185,8 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
             Help = 'Transcribe media files or whole folders to txt, SRT, VTT, JSON or TSV.'
             Options = @(
                 @{ Names = @('--batch-size'); Help = 'Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).'; Value = $true; Choices = @(); Paths = '' },
-                @{ Names = @('--device'); Help = 'auto, cpu, cuda, cuda:N or mps.'; Value = $true; Choices = @('auto', 'cpu', 'cuda'); Paths = '' },
-                @{ Names = @('--dtype'); Help = 'auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16.'; Value = $true; Choices = @('auto', 'float32', 'bfloat16', 'float16'); Paths = '' },
+                @{ Names = @('--device'); Help = 'auto, cpu, cuda, cuda:N or mps.'; Value = $true; Choices = @('auto', 'cpu', 'cuda', 'mps'); Paths = '' },
+                @{ Names = @('--dtype'); Help = 'auto: bfloat16 on CUDA, float32 on CPU.'; Value = $true; Choices = @('auto', 'float32', 'bfloat16', 'float16'); Paths = '' },
                 @{ Names = @('--ext'); Help = 'Also pick files with this extension in folders; repeatable.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--format', '-f'); Help = 'txt, srt, vtt, json, tsv or all; repeatable.'; Value = $true; Choices = @('txt', 'srt', 'vtt', 'json', 'tsv', 'all'); Paths = '' },
                 @{ Names = @('--help', '-h'); Help = 'Show this message and exit.'; Value = $false; Choices = @(); Paths = '' },
