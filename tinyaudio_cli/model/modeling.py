@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from safetensors.torch import save
 from torch import nn
 
-from ..constants import SAMPLE_RATE, WINDOW_SAMPLES
-from ..errors import TinyAudioError
 from .batching import encoder_window_bytes, lm_window_bytes, projector_window_bytes
 from .config import AUDIO_TOKEN, TinyAudioConfig
+from .constants import SAMPLE_RATE, WINDOW_SAMPLES
 from .decoding import Timings, greedy_decode, timed
+from .errors import TinyAudioError
 from .features import log_mel
 from .projector import STRIDE as PROJECTOR_STRIDE
 from .projector import MOSAProjector
