@@ -8,3 +8,5 @@ BASES_ENV = "TINYAUDIO_BASES"  # base-model ids mapped to local folders: "id=pat
 SAMPLE_RATE = 16_000  # what Whisper's encoder hears; every decoder resamples to it
 WINDOW_SECONDS = 30  # one encoder window
 WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_SECONDS
+# what the Whisper encoder runs over by default: "audio" (each clip and some padding) or "full" (30 s windows)
+DEFAULT_ENCODER_CONTEXT = "full"

@@ -20,7 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .. import distributed
-from ..constants import DEFAULT_MODEL, MODEL_ENV
+from ..constants import DEFAULT_ENCODER_CONTEXT, DEFAULT_MODEL, MODEL_ENV
 from ..errors import TinyAudioError
 from .options import (
     INPUT_PANEL,
@@ -30,9 +30,11 @@ from .options import (
     BatchSizeOption,
     DeviceOption,
     DtypeOption,
+    EncoderContextOption,
     MaxNewTokensOption,
     QuietOption,
     ReferenceModeOption,
+    ThreadsOption,
     console,
     quiet_transformers,
 )
@@ -175,6 +177,8 @@ def eval_command(
     ] = False,
     device: DeviceOption = "auto",
     dtype: DtypeOption = "auto",
+    encoder_context: EncoderContextOption = DEFAULT_ENCODER_CONTEXT,
+    threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Word error rate and speed of one or more models on LoquaciousSet, the Open ASR sets or your own data.
@@ -211,6 +215,8 @@ def eval_command(
         warmup_batches=warmup_batches,
         pack=pack,
         vad=vad,
+        encoder_context=encoder_context,
+        threads=threads,
     )
     quiet_transformers()
     main = distributed.is_main()  # under torchrun, rank 0 shows progress and the merged results

@@ -132,8 +132,7 @@ def whole_windows(file: int, windows: Iterable[SpeechWindow]) -> Iterator[Encode
 
 
 def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: TranscribeOptions) -> list[tuple[int, Segment]]:
-    states = model.encoder_states(model.features([window.samples for window in batch]))
-    projected = model.project(states)
+    states, projected = model.encode_audio([window.samples for window in batch], options.mode)
     units: list[tuple[int, Placement, torch.Tensor, int]] = []  # file, placement, its frames, window in batch
     for index, (window, frames) in enumerate(zip(batch, projected, strict=True)):
         for placement in window.placements:
