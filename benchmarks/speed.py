@@ -12,7 +12,12 @@ are the stack's cost for the same text, not a particular model's verbosity. The 
 each side generated. Transcripts are compared where the two are specified to agree: tinyaudio's
 `reference` mode must give the reference way's tokens.
 
-    python benchmarks/speed.py --quick --json out.json            # CPU, tiny test models, < 5 min
+Then, when the shipped model's bases are found (TINYAUDIO_BASES or the Hub cache), the real part
+(benchmarks/heldout.py): `tiny-en` on held-out speech, the reference way, `--reference-mode`, whole-window
+encoding and tinyaudio's defaults next to faster-whisper (int8 and float32, greedy) on the same clips and
+recording: RTFx, WER, peak memory, encoder windows per minute of speech.
+
+    python benchmarks/speed.py --quick --json out.json            # CPU, tiny test models + tiny-en, < 10 min
     python benchmarks/speed.py --real-size --device cuda           # GPU: large-v3-turbo + SmolLM3-3B sizes
 """
 
@@ -37,7 +42,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from heldout import print_heldout, run_heldout  # noqa: E402
 
 from tinyaudio_cli.audio.media import SAMPLE_RATE, WINDOW_SAMPLES, load_audio  # noqa: E402
 from tinyaudio_cli.inference import transcribe as transcribe_module  # noqa: E402
@@ -45,6 +53,7 @@ from tinyaudio_cli.inference.transcribe import TranscribeOptions, transcribe_fil
 from tinyaudio_cli.model import TinyAudioConfig, create_model, load_model  # noqa: E402
 from tinyaudio_cli.model.batching import auto_batch_size  # noqa: E402
 from tinyaudio_cli.model.decoding import Timings  # noqa: E402
+from tinyaudio_cli.model.loading import set_threads  # noqa: E402
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -368,6 +377,20 @@ def print_report(report: dict) -> None:
             print(f"   {who} time: {parts}")
 
 
+def real_part(args: argparse.Namespace, work: Path) -> dict | None:
+    """The shipped model on held-out speech next to faster-whisper; None (with a line) when its bases are absent."""
+    from tinyaudio_cli.errors import TinyAudioError
+
+    try:
+        model = load_model(args.heldout_model, device=args.device)
+    except TinyAudioError as error:
+        print(f"\nno held-out part: {args.heldout_model} does not load ({error.message})")
+        return None
+    clips = args.heldout_clips or (48 if args.quick else 150)
+    minutes = args.heldout_minutes or (3.0 if args.quick else 10.0)
+    return run_heldout(model, reference_way, work, clips, minutes, args.peer_model, args.device)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer clips: a CPU run under 5 minutes")
@@ -378,7 +401,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: tinyaudio's (auto_batch_size)")
     parser.add_argument("--clips", type=int, default=None)
     parser.add_argument("--long-minutes", type=float, default=20.0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: every core)")
+    parser.add_argument("--heldout-model", default="tiny-en", help="the real checkpoint for the held-out part")
+    parser.add_argument("--heldout-clips", type=int, default=None, help="held-out sentences (default 48, 150)")
+    parser.add_argument("--heldout-minutes", type=float, default=None, help="held-out recording (default 3, 10)")
+    parser.add_argument("--peer-model", type=Path, help="faster-whisper's CTranslate2 tiny.en folder")
+    parser.add_argument("--no-heldout", action="store_true", help="skip the real-model part")
     args = parser.parse_args()
+    set_threads(args.threads)
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     work = Path(tempfile.mkdtemp(prefix="tinyaudio-bench-"))
@@ -428,6 +458,9 @@ def main() -> None:
         "workloads": workloads,
     }
     print_report(report)
+    if not args.no_heldout and (heldout := real_part(args, work)) is not None:
+        report["heldout"] = heldout
+        print_heldout(heldout)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 
