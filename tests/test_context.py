@@ -14,8 +14,8 @@ import pytest
 import torch
 from tinystack import build_checkpoint
 from transformers import WhisperConfig
-from typer.testing import CliRunner
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
+from typer.testing import CliRunner
 
 from tinyaudio_cli.cli.app import app
 from tinyaudio_cli.model import load_model
