@@ -9,4 +9,4 @@ SAMPLE_RATE = 16_000  # what Whisper's encoder hears; every decoder resamples to
 WINDOW_SECONDS = 30  # one encoder window
 WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_SECONDS
 # what the Whisper encoder runs over by default: "audio" (each clip and some padding) or "full" (30 s windows)
-DEFAULT_ENCODER_CONTEXT = "full"
+DEFAULT_ENCODER_CONTEXT = "audio"

@@ -1,11 +1,10 @@
 """Media files → transcripts: decode, find speech, pack it into encoder windows, decode each region.
 
-Every Whisper window costs a full 30 s encoder pass however little speech it holds. So the speech
-regions the VAD finds are packed, pauses left out, into windows filled with speech (one empty frame
-between neighbours); each window is encoded once and each region is decoded from its own projector
-frames (the trimmed attention mode), which keeps segments short and their times exact. Windows from
-different files share batches. `transcribe` is the one-file path; `transcribe_files` the batched
-pipeline behind the CLI.
+Each speech region the VAD finds is encoded on its own (the encoder over its frames and some padding,
+model.context), or with `pack` several regions share a window, pauses left out (one empty frame between
+neighbours); each region is decoded from its own projector frames (the trimmed attention mode), which keeps
+segments short and their times exact. Windows from different files share batches. `transcribe` is the
+one-file path; `transcribe_files` the batched pipeline behind the CLI.
 """
 
 from __future__ import annotations
