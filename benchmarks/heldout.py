@@ -4,6 +4,8 @@ The same clips and the same recording go through:
 - the reference way (speed.py's `reference_way`: 30 s windows, every frame to the LM, HF generate);
 - tinyaudio `--reference-mode` and tinyaudio's defaults, as `tinyaudio eval` runs clips (a token budget from
   each clip's length, loops stopped) and as `tinyaudio transcribe` runs a recording;
+- tinyaudio's defaults with `--dtype bfloat16` (the whole stack in bfloat16: fast on CPUs with AVX-512
+  BF16 or AMX, slow on others);
 - faster-whisper (CTranslate2) with Whisper tiny.en, int8 and float32, greedy (beam_size=1), on the same
   number of threads: the CPU recogniser people pick instead.
 
@@ -31,6 +33,7 @@ from tinyaudio_cli.audio.media import SAMPLE_RATE, WINDOW_SAMPLES
 from tinyaudio_cli.constants import DEFAULT_ENCODER_CONTEXT
 from tinyaudio_cli.evaluation.scoring import Pair, score_corpus
 from tinyaudio_cli.inference.transcribe import TranscribeOptions, transcribe_files
+from tinyaudio_cli.model import load_model
 from tinyaudio_cli.model.context import context_padding
 from tinyaudio_cli.model.decoding import guarded_text, token_budget
 
@@ -88,13 +91,11 @@ def _probe(system: str, model_name: str, peer_dir: str, device: str, clips: list
     else:
         from speed import reference_way
 
-        from tinyaudio_cli.model import load_model
-
-        model = load_model(model_name, device=device)
+        model = load_model(model_name, device=device, dtype=SYSTEMS[system][2])
         if system == "reference way":
             reference_way(model, audios, [model.config.max_new_tokens] * len(audios), False)
         else:
-            tinyaudio_clip_texts(model, audios, *SYSTEMS[system])
+            tinyaudio_clip_texts(model, audios, *SYSTEMS[system][:2])
     with open("/proc/self/status") as status:
         print(next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM")))
 
@@ -154,11 +155,12 @@ def count_mel_frames(model, system: System):
 
 
 # tinyaudio's systems: (attention mode, --encoder-context); the reference way is speed.py's reimplementation
-SYSTEMS: dict[str, tuple[str, str]] = {
-    "reference way": ("reference", "full"),
-    "tinyaudio --reference-mode": ("reference", "full"),
-    "tinyaudio --encoder-context full": ("trimmed", "full"),
-    "tinyaudio default": ("trimmed", DEFAULT_ENCODER_CONTEXT),
+SYSTEMS: dict[str, tuple[str, str, str]] = {
+    "reference way": ("reference", "full", "auto"),
+    "tinyaudio --reference-mode": ("reference", "full", "auto"),
+    "tinyaudio --encoder-context full": ("trimmed", "full", "auto"),
+    "tinyaudio default": ("trimmed", DEFAULT_ENCODER_CONTEXT, "auto"),
+    "tinyaudio --dtype bfloat16": ("trimmed", DEFAULT_ENCODER_CONTEXT, "bfloat16"),
 }
 PEER_KINDS = ("int8", "float32")
 MEMORY_CLIPS = 8
@@ -203,6 +205,7 @@ def run_heldout(
     peer_dir = peer_model_dir(work, peer_dir)
     peers = peer_models(peer_dir, torch.get_num_threads())
     names = [*SYSTEMS, *peers]
+    dtypes = {"auto": model, "bfloat16": load_model(model.name, device=device, dtype="bfloat16")}
     report = {"peer_model": str(peer_dir) if peers else None, "threads": torch.get_num_threads()}
 
     # clips: interleaved a chunk at a time
@@ -211,13 +214,14 @@ def run_heldout(
         audios = [audio for audio, _ in clips[start : start + CHUNK]]
         for name in names:
             system = systems[name]
-            hook = count_mel_frames(model, system) if name in SYSTEMS else None
+            ours = dtypes[SYSTEMS[name][2]] if name in SYSTEMS else None
+            hook = count_mel_frames(ours, system) if ours is not None else None
             with Watch(system):
                 if name == "reference way":
                     run = reference_way(model, audios, [model.config.max_new_tokens] * len(audios), False)
                     texts = [guarded_text(model, t)[0] for t in run.tokens]
-                elif name in SYSTEMS:
-                    texts = tinyaudio_clip_texts(model, audios, *SYSTEMS[name])
+                elif ours is not None:
+                    texts = tinyaudio_clip_texts(ours, audios, *SYSTEMS[name][:2])
                 else:
                     texts = [peer_text(peers[name], audio, vad=False) for audio in audios]
             if hook is not None:
@@ -237,14 +241,15 @@ def run_heldout(
     recorded = {name: System(name, peak_memory_mb=systems[name].peak_memory_mb) for name in names}
     for name in names:
         system = recorded[name]
-        hook = count_mel_frames(model, system) if name in SYSTEMS else None
+        ours = dtypes[SYSTEMS[name][2]] if name in SYSTEMS else None
+        hook = count_mel_frames(ours, system) if ours is not None else None
         with Watch(system):
             if name == "reference way":
                 audio_windows = -(-sf.info(recording).frames // WINDOW_SAMPLES)
                 run = reference_way(model, recording, [model.config.max_new_tokens] * audio_windows, False)
                 text = " ".join(guarded_text(model, t)[0] for t in run.tokens)
-            elif name in SYSTEMS:
-                text = tinyaudio_file_text(model, recording, *SYSTEMS[name])
+            elif ours is not None:
+                text = tinyaudio_file_text(ours, recording, *SYSTEMS[name][:2])
             else:
                 text = peer_text(peers[name], str(recording), vad=True)
         if hook is not None:
