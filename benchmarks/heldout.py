@@ -71,7 +71,12 @@ def peak_memory_mb(system: str, model_name: str, peer_dir: Path | None, clips: l
     """Peak resident memory (VmHWM) of a fresh process that loads only `system` and transcribes `clips`:
     in the benchmark's own process every model is loaded at once, so its memory says nothing of one."""
     command = [sys.executable, __file__, "--peak-memory", system, model_name, str(peer_dir), device, *map(str, clips)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}  # the benchmark's own thread count
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=PROBE_SECONDS, env=env)
+    except subprocess.TimeoutExpired:
+        print(f"peak memory of {system}: the probe took over {PROBE_SECONDS} s", flush=True)
+        return float("nan")
     lines = result.stdout.strip().splitlines()
     if result.returncode != 0 or not lines:
         print(f"peak memory of {system}: the probe failed: {result.stderr.strip()[-300:]}", flush=True)
@@ -163,7 +168,8 @@ SYSTEMS: dict[str, tuple[str, str, str]] = {
     "tinyaudio --dtype bfloat16": ("trimmed", DEFAULT_ENCODER_CONTEXT, "bfloat16"),
 }
 PEER_KINDS = ("int8", "float32")
-MEMORY_CLIPS = 8
+MEMORY_CLIPS = 4
+PROBE_SECONDS = 300
 
 
 def tinyaudio_clip_texts(model, audios: list[np.ndarray], mode: str, context: str) -> list[str]:
