@@ -89,7 +89,7 @@ EncoderContextOption = Annotated[
     str,
     typer.Option(
         "--encoder-context",
-        help="What the Whisper encoder runs over: 'audio' (each clip's audio and 2 s of the window's padding: a "
+        help="What the Whisper encoder runs over: 'audio' (each clip's audio and 5 s of the window's padding: a "
         "fraction of the work for short clips), 'full' (the whole 30 s window, as the reference does), or seconds "
         "of padding. --reference-mode always uses the whole window.",
         callback=_checked("check_encoder_context"),

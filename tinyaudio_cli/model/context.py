@@ -22,10 +22,12 @@ from torch import nn
 from ..errors import UsageError
 
 # `--encoder-context audio`: the padding after the audio the encoder still sees, in seconds of mel frames
-# (100 a second). Measured with the shipped tiny-en (benchmarks/context_wer.py, 2026-11-30): without padding
-# WER rose 4 points on held-out espeak clips (34.6 → 38.7) and 29 on human clips; with 1, 2 or 4 s it was
-# back to the whole window's on clean clips (33.9-34.6), and 2 s came closest on human clips (+3.2).
-AUDIO_PADDING_SECONDS = 2.0
+# (100 a second). Measured with the shipped tiny-en (benchmarks/context_wer.py and speed.py's held-out part,
+# 2026-11-30), WER against whole windows: without padding +4 points on 80 held-out espeak clips; with 2 s
+# +0.0 there, +3.4 on 48 other clips, +1.9 on 55 clips with silences, +8.5 on a 3-minute recording; with
+# 4-5 s -0.7, -0.6, -6.0 and +7.4 (10 s: -1.1 and +11.4 on the last two). Padding buys clips back, not
+# all of the recording: see the benchmark's held-out figures before trusting it on long files.
+AUDIO_PADDING_SECONDS = 5.0
 MEL_FRAMES_PER_SECOND = 100
 CONTEXT_CHOICES = "audio, full, or seconds of padding"
 
