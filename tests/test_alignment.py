@@ -57,9 +57,12 @@ needs_whisper = pytest.mark.skipif(
 
 @pytest.mark.slow
 @needs_whisper
-def test_real_whisper_times_known_words(tmp_path):
+@pytest.mark.parametrize("context", ["full", "audio"])
+def test_real_whisper_times_known_words(tmp_path, context):
+    """Over the whole window's encoder states, and over those of transcribe's default encoder context."""
     from transformers import WhisperFeatureExtractor
 
+    from tinyaudio_cli.model.context import AUDIO_PADDING_SECONDS, context_frames, encode_frames
     from tinyaudio_cli.model.loading import load_whisper_encoder
 
     words = ["please", "remember", "to", "check", "the", "timestamps", "of", "every", "region"]
@@ -72,8 +75,11 @@ def test_real_whisper_times_known_words(tmp_path):
     audio, truth = speech.audio, speech.spans
     features = WhisperFeatureExtractor.from_pretrained(WHISPER)(audio, sampling_rate=SR, return_tensors="pt")
     encoder = load_whisper_encoder(WHISPER, torch.float32, torch.device("cpu"), "sdpa")
+    mel = features.input_features
+    if context == "audio":
+        mel = mel[:, :, : context_frames(len(audio), 160, 8, mel.shape[-1], AUDIO_PADDING_SECONDS)]
     with torch.inference_mode():
-        states = encoder(features.input_features).last_hidden_state
+        states = encode_frames(encoder, mel)
     aligner = WhisperAligner.load(WHISPER)
     frames = int(np.ceil(len(audio) / SR * 50))
     text = " ".join(words[:4]) + "\n" + " ".join(words[4:])  # a line break is a space between words

@@ -4,6 +4,7 @@ model carries verbatim). Light enough for `tinyaudio --help`: it imports nothing
 from .model.constants import (
     BASES_ENV,
     BUNDLED_MODEL_NAMES,
+    DEFAULT_ENCODER_CONTEXT,
     DEFAULT_MODEL,
     MODEL_ENV,
     SAMPLE_RATE,
@@ -14,6 +15,7 @@ from .model.constants import (
 __all__ = [
     "BASES_ENV",
     "BUNDLED_MODEL_NAMES",
+    "DEFAULT_ENCODER_CONTEXT",
     "DEFAULT_MODEL",
     "MODEL_ENV",
     "SAMPLE_RATE",

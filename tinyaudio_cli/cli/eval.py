@@ -20,7 +20,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .. import distributed
-from ..constants import DEFAULT_MODEL, MODEL_ENV
+from ..constants import DEFAULT_ENCODER_CONTEXT, DEFAULT_MODEL, MODEL_ENV
 from ..errors import TinyAudioError
 from ..inference.confidence import DEFAULT_MIN_CONFIDENCE
 from .options import (
@@ -32,10 +32,12 @@ from .options import (
     DeviceOption,
     Dtype,
     DtypeOption,
+    EncoderContextOption,
     EvalMinConfidenceOption,
     MaxNewTokensOption,
     QuietOption,
     ReferenceModeOption,
+    ThreadsOption,
     complete_dataset,
     complete_model,
     console,
@@ -172,6 +174,8 @@ def eval_command(
     min_confidence: EvalMinConfidenceOption = DEFAULT_MIN_CONFIDENCE,
     device: DeviceOption = "auto",
     dtype: DtypeOption = Dtype.auto,
+    encoder_context: EncoderContextOption = DEFAULT_ENCODER_CONTEXT,
+    threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Word error rate and speed of one or more models on LoquaciousSet, the Open ASR sets or your own data.
@@ -209,6 +213,8 @@ def eval_command(
         pack=pack,
         vad=vad,
         min_confidence=min_confidence,
+        encoder_context=encoder_context,
+        threads=threads,
     )
     quiet_transformers()
     main = distributed.is_main()  # under torchrun, rank 0 shows progress and the merged results

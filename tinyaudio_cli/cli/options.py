@@ -192,6 +192,26 @@ ReferenceModeOption = Annotated[
         rich_help_panel=MODEL_PANEL,
     ),
 ]
+EncoderContextOption = Annotated[
+    str,
+    typer.Option(
+        "--encoder-context",
+        help="What the Whisper encoder runs over: 'audio' (each clip's audio and 5 s of the window's padding: a "
+        "fraction of the work for short clips), 'full' (the whole 30 s window, as the reference does), or seconds "
+        "of padding. --reference-mode always uses the whole window.",
+        callback=_checked("check_encoder_context"),
+        rich_help_panel=PERF_PANEL,
+    ),
+]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="CPU threads for the model (default: every core, unless OMP_NUM_THREADS is set).",
+        rich_help_panel=PERF_PANEL,
+    ),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary, errors only.")]
 # output format flags and subtitle layout shared by transcribe and align
 SrtFlag = Annotated[bool, typer.Option("--srt", help="Same as -f srt.", rich_help_panel=OUTPUT_PANEL)]

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from .. import distributed
 from ..audio.media import find_media, header_seconds, media_seconds
-from ..constants import DEFAULT_MODEL
+from ..constants import DEFAULT_ENCODER_CONTEXT, DEFAULT_MODEL
 from ..errors import TinyAudioError, UsageError
 from ..inference.confidence import DEFAULT_MIN_CONFIDENCE
 from ..inference.outputs import Checked, Ownership, check_plans
@@ -35,6 +35,7 @@ from .options import (
     DeviceOption,
     Dtype,
     DtypeOption,
+    EncoderContextOption,
     HighlightWordsOption,
     JsonFlag,
     MaxNewTokensOption,
@@ -44,6 +45,7 @@ from .options import (
     QuietOption,
     ReferenceModeOption,
     SrtFlag,
+    ThreadsOption,
     VttFlag,
     complete_format,
     console,
@@ -149,6 +151,8 @@ def transcribe(
             rich_help_panel=PERF_PANEL,
         ),
     ] = False,
+    encoder_context: EncoderContextOption = DEFAULT_ENCODER_CONTEXT,
+    threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Transcribe media files or whole folders to txt, SRT, VTT, JSON or TSV.
@@ -197,6 +201,8 @@ def transcribe(
                 dtype=dtype,
                 batch_size=batch_size,
                 pack=pack,
+                encoder_context=encoder_context,
+                threads=threads,
                 quiet=quiet,
                 console=console,
             )
@@ -266,6 +272,8 @@ def run_transcribe(
     pack: bool = False,
     word_timestamps: bool = False,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    encoder_context: str = DEFAULT_ENCODER_CONTEXT,
+    threads: int | None = None,
 ) -> int:
     """Transcribe, write, summarise; the exit code. Under torchrun every rank plans the same outputs, takes
     its share of the files still to do (balanced by file size, a cheap stand-in for duration that needs no
@@ -311,6 +319,8 @@ def run_transcribe(
             "pack": pack,
             "word_timestamps": word_timestamps,
             "min_confidence": min_confidence,
+            "encoder_context": encoder_context,
+            "threads": threads,
         }
         quiet_here = quiet or rank != 0  # progress and per-file lines from rank 0 only
         done, failed, streamed = _transcribe_share(
@@ -385,7 +395,8 @@ def _transcribe_share(
 ) -> tuple[int, list[tuple[Path, str]], dict[Path, str]]:
     """This process's files: (files done, (file, reason) for each failure, text held back for stdout).
     With several ranks, stdout text is held back so that rank 0 can write all of it in input order.
-    `settings`: model_name, mode, max_new_tokens, vad, device, dtype, batch_size."""
+    `settings`: model_name, mode, max_new_tokens, vad, device, dtype, batch_size, pack, word_timestamps,
+    encoder_context, threads."""
     failed: list[tuple[Path, str]] = []
     streamed: dict[Path, str] = {}
     done, audio_seconds = 0, 0.0
@@ -394,8 +405,11 @@ def _transcribe_share(
     from ..audio.vad import VadOptions
     from ..inference.transcribe import TranscribeOptions, transcribe_files
     from ..model import load_model
+    from ..model.context import context_padding
+    from ..model.loading import set_threads
 
     quiet_transformers()
+    set_threads(settings["threads"])
 
     with _progress(console, quiet) as progress:
         # the bar counts seconds of audio, so a long file moves it and the ETA; lengths are read before the model
@@ -404,6 +418,7 @@ def _transcribe_share(
         expected = {path: _expected_seconds(path, index) for index, path in enumerate(todo)}
         reached: dict[Path, float] = {}
         model = load_model(settings["model_name"], device=settings["device"], dtype=settings["dtype"])
+        model.context_padding = context_padding(settings["encoder_context"])
         options = TranscribeOptions(
             mode=settings["mode"],
             batch_size=settings["batch_size"],

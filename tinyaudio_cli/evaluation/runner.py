@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from .. import __version__, distributed
 from ..audio.media import SAMPLE_RATE, WINDOW_SAMPLES, WINDOW_SECONDS
+from ..constants import DEFAULT_ENCODER_CONTEXT
 from ..data.entries import EvalSample, SampleEntry, decoded, folder_entries, manifest_entries
 from ..data.evaldata import DatasetSpec, hub_entries, resolve_dataset
 from ..data.prefetch import Prefetched
@@ -142,6 +143,8 @@ class EvalOptions:
     vad: bool = False  # every clip through transcribe's pipeline (voice detection), not only those over 30 s
     # in that pipeline, segments under this VAD speech probability leave the hypothesis (inference.confidence)
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    encoder_context: str = DEFAULT_ENCODER_CONTEXT  # what the encoder runs over (model.context.context_padding)
+    threads: int | None = None  # torch's CPU threads (model.loading.set_threads)
 
 
 @dataclass(frozen=True)
@@ -297,9 +300,11 @@ def evaluate_model(
     order, scored as one corpus."""
     from ..model import load_model
     from ..model.batching import auto_batch_size
-    from ..model.loading import weights_sha256
+    from ..model.context import context_padding
+    from ..model.loading import set_threads, weights_sha256
 
     rank, ranks, _ = distributed.world()
+    set_threads(options.threads)
     timing = Timing()
     outcomes: list[SampleOutcome] = []
     positions: list[int] = []  # each outcome's place in the source
@@ -329,6 +334,7 @@ def evaluate_model(
         model = WhisperBaseline(name, device=options.device, dtype=options.dtype)
     else:
         model = load_model(name, device=options.device, dtype=options.dtype)
+        model.context_padding = context_padding(options.encoder_context)
     timing.load_seconds = time.perf_counter() - started
     batch_size = options.batch_size or auto_batch_size(model)
     options = replace(options, batch_size=batch_size)

@@ -1,11 +1,10 @@
 """Media files → transcripts: decode, find speech, pack it into encoder windows, decode each region.
 
-Every Whisper window costs a full 30 s encoder pass however little speech it holds. So the speech
-regions the VAD finds are packed, pauses left out, into windows filled with speech (one empty frame
-between neighbours); each window is encoded once and each region is decoded from its own projector
-frames (the trimmed attention mode), which keeps segments short and their times exact. Windows from
-different files share batches. `transcribe` is the one-file path; `transcribe_files` the batched
-pipeline behind the CLI.
+Each speech region the VAD finds is encoded on its own (the encoder over its frames and some padding,
+model.context), or with `pack` several regions share a window, pauses left out (one empty frame between
+neighbours); each region is decoded from its own projector frames (the trimmed attention mode), which keeps
+segments short and their times exact. Windows from different files share batches. `transcribe` is the
+one-file path; `transcribe_files` the batched pipeline behind the CLI.
 """
 
 from __future__ import annotations
@@ -139,8 +138,7 @@ def whole_windows(file: int, windows: Iterable[SpeechWindow]) -> Iterator[Encode
 
 
 def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: TranscribeOptions) -> list[tuple[int, Segment]]:
-    states = model.encoder_states(model.features([window.samples for window in batch]))
-    projected = model.project(states)
+    states, projected = model.encode_audio([window.samples for window in batch], options.mode)
     units: list[tuple[int, Placement, torch.Tensor, int]] = []  # file, placement, its frames, window in batch
     for index, (window, frames) in enumerate(zip(batch, projected, strict=True)):
         for placement in window.placements:

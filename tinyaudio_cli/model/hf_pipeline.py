@@ -74,7 +74,7 @@ class TinyAudioForSpeechSeq2Seq(PreTrainedModel):
     def window_text(self, samples: np.ndarray, mode: str, max_new_tokens: int | None) -> str:
         """One window decoded as `tinyaudio transcribe --no-vad` decodes its single window (transcribe.py)."""
         core = self.core
-        projected = core.encode(core.features([samples]))[0]
+        _, (projected,) = core.encode_audio([samples], mode)  # the encoder context transcribe uses
         first, last = core.frame_span(0, len(samples)) if mode == "trimmed" else (0, len(projected))
         budget = token_budget(core, len(samples) / SAMPLE_RATE, max_new_tokens)  # None: from the window's length
         token_ids = core.generate_from_frames([projected[first:last]], mode, [budget])[0]

@@ -28,6 +28,7 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from .config import AUDIO_TOKEN, TinyAudioConfig
 from .constants import BASES_ENV, BUNDLED_MODEL_NAMES, DEFAULT_MODEL
+from .context import context_padding
 from .errors import TinyAudioError, UsageError
 from .modeling import TinyAudioModel
 from .projector import MOSAProjector, init_projector
@@ -141,6 +142,21 @@ def check_device(device: str | torch.device) -> None:
 def check_dtype(dtype: str) -> None:
     if dtype != "auto" and dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r} (auto, {', '.join(DTYPES)})")
+
+
+def check_encoder_context(value: str) -> None:
+    context_padding(value)
+
+
+def set_threads(threads: int | None) -> int:
+    """torch's CPU threads: `threads`, else every core this process may run on, unless OMP_NUM_THREADS says
+    otherwise (a user or a scheduler sharing the machine). Returns the count in force."""
+    if threads is None:
+        if os.environ.get("OMP_NUM_THREADS"):
+            return torch.get_num_threads()
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return threads
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -29,7 +29,8 @@ from torch import nn
 
 from .batching import encoder_window_bytes, lm_window_bytes, projector_window_bytes
 from .config import AUDIO_TOKEN, TinyAudioConfig
-from .constants import SAMPLE_RATE, WINDOW_SAMPLES
+from .constants import DEFAULT_ENCODER_CONTEXT, SAMPLE_RATE, WINDOW_SAMPLES
+from .context import context_frames, context_padding, encode_frames
 from .decoding import Timings, greedy_decode, timed
 from .errors import TinyAudioError
 from .features import log_mel
@@ -85,6 +86,9 @@ class TinyAudioModel(nn.Module):
         self.mel_frames_per_token = encoder.conv1.stride[0] * encoder.conv2.stride[0] * PROJECTOR_STRIDE
         self.audio_tokens_max = math.ceil(encoder.config.max_source_positions / PROJECTOR_STRIDE)
         self.timings: Timings | None = None  # set a Timings to see where the time goes
+        # seconds of the window's padding the encoder sees after the audio in trimmed mode (model.context);
+        # None: the whole 30 s window, as reference mode always has it
+        self.context_padding = context_padding(DEFAULT_ENCODER_CONTEXT)
         self.audio_dir: Path | None = None  # the Whisper base's folder (set by the loader): its decoder aligns words
         self._aligner = None
 
@@ -123,10 +127,33 @@ class TinyAudioModel(nn.Module):
         return self.project(self.encoder_states(features))
 
     def encoder_states(self, features: torch.Tensor) -> torch.Tensor:
-        """Log-mel features → the frozen encoder's output [batch, 1500, encoder_dim]; kept by word timing,
-        which aligns words against these same states (no second encoder pass)."""
+        """Log-mel features → the frozen encoder's output [batch, frames / 2, encoder_dim] (1500 for the
+        whole window); kept by word timing, which aligns words against these same states (no second pass)."""
         with timed(self.timings, "encoder", self.device), torch.no_grad():
-            return self.encoder(features).last_hidden_state
+            return encode_frames(self.encoder, features)
+
+    def encode_audio(
+        self, audios: Sequence[np.ndarray], mode: AttentionMode
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Each clip's encoder states and projector frames. Reference mode (or `context_padding` None) encodes
+        whole 30 s windows; otherwise each clip is encoded over its own context (model.context), clips of the
+        same context together, so a clip's result does not depend on the others in its batch."""
+        features = self.features(audios)
+        if mode == "reference" or self.context_padding is None:
+            states = self.encoder_states(features)
+            return list(states), list(self.project(states))
+        full = features.shape[-1]
+        step = self.encoder.conv1.stride[0] * self.encoder.conv2.stride[0] * PROJECTOR_STRIDE
+        hop = self.feature_extractor.hop_length
+        contexts = [context_frames(len(audio), hop, step, full, self.context_padding) for audio in audios]
+        states: list[torch.Tensor] = [features] * len(audios)  # placeholders, each replaced below
+        projected: list[torch.Tensor] = [features] * len(audios)
+        for context in sorted(set(contexts)):
+            rows = [row for row, c in enumerate(contexts) if c == context]
+            group = self.encoder_states(features[rows, :, :context])
+            for row, row_states, row_frames in zip(rows, group, self.project(group), strict=True):
+                states[row], projected[row] = row_states, row_frames
+        return states, projected
 
     def project(self, states: torch.Tensor) -> torch.Tensor:
         with timed(self.timings, "encoder", self.device):
@@ -198,7 +225,7 @@ class TinyAudioModel(nn.Module):
         return inputs_embeds, attention_mask, position_ids, lengths
 
     def select_frames(
-        self, projected: torch.Tensor, num_samples: Sequence[int], mode: AttentionMode
+        self, projected: torch.Tensor | Sequence[torch.Tensor], num_samples: Sequence[int], mode: AttentionMode
     ) -> list[torch.Tensor]:
         if mode == "reference":
             return list(projected)
@@ -248,7 +275,7 @@ class TinyAudioModel(nn.Module):
         """Greedy token ids for one batch of ≤30 s clips (16 kHz mono float32)."""
         if mode not in ATTENTION_MODES:
             raise ValueError(f"unknown attention mode {mode!r}; choose from {ATTENTION_MODES}")
-        projected = self.encode(self.features(audios))
+        _, projected = self.encode_audio(audios, mode)
         frames = self.select_frames(projected, [len(a) for a in audios], mode)
         return self.generate_from_frames(frames, mode, max_new_tokens, stop_loops)
 
@@ -334,7 +361,7 @@ class TinyAudioModel(nn.Module):
                     window[offset : offset + len(audios[i])] = audios[i]
                 samples.append(window)
             with torch.inference_mode():
-                projected = self.encode(self.features(samples))
+                _, projected = self.encode_audio(samples, "trimmed")
             for placements, window_frames in zip(chunk, projected, strict=True):
                 for i, offset in placements:
                     first, last = self.frame_span(offset, offset + len(audios[i]))
