@@ -74,7 +74,7 @@ _tinyaudio_download_argument() {
 
 _tinyaudio_eval() {
     case $prev in
-        --audio-column|--batch-size|--config|--id-column|--max-new-tokens|--max-samples|-n|--min-confidence|--seed|--split|--text-column|--warmup-batches) :; return ;;
+        --audio-column|--batch-size|--config|--encoder-context|--id-column|--max-new-tokens|--max-samples|-n|--min-confidence|--seed|--split|--text-column|--threads|--warmup-batches) :; return ;;
         --data|-d) _tinyaudio_words "loquacious librispeech-clean librispeech-other tedlium gigaspeech spgispeech earnings22 ami voxpopuli common-voice peoples-speech" "$cur"; _tinyaudio_files "$cur"; return ;;
         --device) _tinyaudio_words "auto cpu cuda mps" "$cur"; return ;;
         --dtype) _tinyaudio_words "auto float32 bfloat16 float16" "$cur"; return ;;
@@ -82,7 +82,7 @@ _tinyaudio_eval() {
         --output-dir|-o) _tinyaudio_dirs "$cur"; return ;;
     esac
     if [[ $cur != -* ]] && _tinyaudio_eval_argument; then return; fi
-    _tinyaudio_words "--audio-column --batch-size --config --data --device --dtype --help --id-column --max-new-tokens --max-samples --min-confidence --model --no-normalize --output-dir --pack --quiet --reference-mode --seed --shuffle --split --text-column --vad --warmup-batches -d -h -m -n -o -q" "$cur"
+    _tinyaudio_words "--audio-column --batch-size --config --data --device --dtype --encoder-context --help --id-column --max-new-tokens --max-samples --min-confidence --model --no-normalize --output-dir --pack --quiet --reference-mode --seed --shuffle --split --text-column --threads --vad --warmup-batches -d -h -m -n -o -q" "$cur"
 }
 
 _tinyaudio_eval_argument() { return 1; }
@@ -138,7 +138,7 @@ _tinyaudio_train_argument() { return 1; }
 
 _tinyaudio_transcribe() {
     case $prev in
-        --batch-size|--ext|--max-cue-duration|--max-line-count|--max-line-width|--max-new-tokens|--max-words-per-line|--min-confidence) :; return ;;
+        --batch-size|--encoder-context|--ext|--max-cue-duration|--max-line-count|--max-line-width|--max-new-tokens|--max-words-per-line|--min-confidence|--threads) :; return ;;
         --device) _tinyaudio_words "auto cpu cuda mps" "$cur"; return ;;
         --dtype) _tinyaudio_words "auto float32 bfloat16 float16" "$cur"; return ;;
         --format|-f) _tinyaudio_words "txt srt vtt json tsv all" "$cur"; return ;;
@@ -146,7 +146,7 @@ _tinyaudio_transcribe() {
         --output-dir|-o) _tinyaudio_dirs "$cur"; return ;;
     esac
     if [[ $cur != -* ]] && _tinyaudio_transcribe_argument; then return; fi
-    _tinyaudio_words "--batch-size --device --dtype --ext --format --help --highlight-words --json --max-cue-duration --max-line-count --max-line-width --max-new-tokens --max-words-per-line --min-confidence --model --no-vad --output-dir --overwrite --pack --quiet --reference-mode --srt --txt --vtt --word-timestamps -f -h -m -o -q" "$cur"
+    _tinyaudio_words "--batch-size --device --dtype --encoder-context --ext --format --help --highlight-words --json --max-cue-duration --max-line-count --max-line-width --max-new-tokens --max-words-per-line --min-confidence --model --no-vad --output-dir --overwrite --pack --quiet --reference-mode --srt --threads --txt --vtt --word-timestamps -f -h -m -o -q" "$cur"
 }
 
 _tinyaudio_transcribe_argument() {
@@ -154,7 +154,7 @@ _tinyaudio_transcribe_argument() {
     local i count=0
     for ((i = start + 1; i < cword; i++)); do
         case ${COMP_WORDS[i]} in
-            --batch-size|--device|--dtype|--ext|--format|-f|--max-cue-duration|--max-line-count|--max-line-width|--max-new-tokens|--max-words-per-line|--min-confidence|--model|-m|--output-dir|-o) [[ ${COMP_WORDS[i + 1]} == = ]] && ((i++)); ((i++)) ;;
+            --batch-size|--device|--dtype|--encoder-context|--ext|--format|-f|--max-cue-duration|--max-line-count|--max-line-width|--max-new-tokens|--max-words-per-line|--min-confidence|--model|-m|--output-dir|-o|--threads) [[ ${COMP_WORDS[i + 1]} == = ]] && ((i++)); ((i++)) ;;
             -*) ;;
             *) ((count++)) ;;
         esac

@@ -66,6 +66,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l config -x -d 'Dat
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l data -s d -r -F -a 'loquacious librispeech-clean librispeech-other tedlium gigaspeech spgispeech earnings22 ami voxpopuli common-voice peoples-speech' -d 'The samples: a registered set (loquacious, librispeech-clean, tedlium, ami, ...), a Hub id, a local folder (Parquet files laid out like a Hub dataset, or media files with same-named .txt references), a Parquet file, or a JSONL/CSV/TSV manifest with \'audio\' (relative to it), \'text\' and optional \'id\' fields.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l device -x -a 'auto cpu cuda mps' -d 'auto, cpu, cuda, cuda:N or mps.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l dtype -x -a 'auto float32 bfloat16 float16' -d 'auto: bfloat16 on CUDA, float32 on CPU.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l encoder-context -x -d 'What the Whisper encoder runs over: \'audio\' (each clip\'s audio and 5 s of the window\'s padding: a fraction of the work for short clips), \'full\' (the whole 30 s window, as the reference does), or seconds of padding. --reference-mode always uses the whole window.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l help -s h -d 'Show this message and exit.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l id-column -x -d 'Column holding the sample id.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l max-new-tokens -x -d 'Token limit per segment (default: a budget from the segment\'s length, at most the model\'s).'
@@ -81,6 +82,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l seed -x -d 'Seed 
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l shuffle -d 'Shuffle before taking --max-samples (repeatable with --seed).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l split -x -d 'Dataset split (default: the set\'s test split).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l text-column -x -d 'Column holding the reference text.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l threads -x -d 'CPU threads for the model (default: every core, unless OMP_NUM_THREADS is set).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l vad -d 'Transcribe every clip as `tinyaudio transcribe` does (voice detection, a window per speech region), not only clips over 30 s.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l warmup-batches -x -d 'Untimed runs of the first batch before timing starts.'
 
@@ -169,6 +171,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from train' -l weight-decay -x 
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l batch-size -x -d 'Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l device -x -a 'auto cpu cuda mps' -d 'auto, cpu, cuda, cuda:N or mps.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l dtype -x -a 'auto float32 bfloat16 float16' -d 'auto: bfloat16 on CUDA, float32 on CPU.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l encoder-context -x -d 'What the Whisper encoder runs over: \'audio\' (each clip\'s audio and 5 s of the window\'s padding: a fraction of the work for short clips), \'full\' (the whole 30 s window, as the reference does), or seconds of padding. --reference-mode always uses the whole window.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l ext -x -d 'Also pick files with this extension in folders; repeatable.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l format -s f -x -a 'txt srt vtt json tsv all' -d 'txt, srt, vtt, json, tsv or all; repeatable.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l help -s h -d 'Show this message and exit.'
@@ -188,7 +191,8 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l pack -d 'Pa
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l quiet -s q -d 'No progress or summary, errors only.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l reference-mode -d 'Attend to the whole 30 s window, padding included, as the reference implementation does.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l srt -d 'Same as -f srt.'
+complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l threads -x -d 'CPU threads for the model (default: every core, unless OMP_NUM_THREADS is set).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l txt -d 'Same as -f txt.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l vtt -d 'Same as -f vtt.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l word-timestamps -d 'Time every word with the Whisper base\'s decoder: JSON segments get \'words\', subtitle cues are cut at words and never span a long pause.'
-complete -c tinyaudio -n '__tinyaudio_at_argument transcribe --batch-size --device --dtype --ext --format -f --max-cue-duration --max-line-count --max-line-width --max-new-tokens --max-words-per-line --min-confidence --model -m --output-dir -o' -F
+complete -c tinyaudio -n '__tinyaudio_at_argument transcribe --batch-size --device --dtype --encoder-context --ext --format -f --max-cue-duration --max-line-count --max-line-width --max-new-tokens --max-words-per-line --min-confidence --model -m --output-dir -o --threads' -F

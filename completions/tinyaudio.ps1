@@ -69,6 +69,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--data', '-d'); Help = 'The samples: a registered set (loquacious, librispeech-clean, tedlium, ami, ...), a Hub id, a local folder (Parquet files laid out like a Hub dataset, or media files with same-named .txt references), a Parquet file, or a JSONL/CSV/TSV manifest with ''audio'' (relative to it), ''text'' and optional ''id'' fields.'; Value = $true; Choices = @('loquacious', 'librispeech-clean', 'librispeech-other', 'tedlium', 'gigaspeech', 'spgispeech', 'earnings22', 'ami', 'voxpopuli', 'common-voice', 'peoples-speech'); Paths = 'file' },
                 @{ Names = @('--device'); Help = 'auto, cpu, cuda, cuda:N or mps.'; Value = $true; Choices = @('auto', 'cpu', 'cuda', 'mps'); Paths = '' },
                 @{ Names = @('--dtype'); Help = 'auto: bfloat16 on CUDA, float32 on CPU.'; Value = $true; Choices = @('auto', 'float32', 'bfloat16', 'float16'); Paths = '' },
+                @{ Names = @('--encoder-context'); Help = 'What the Whisper encoder runs over: ''audio'' (each clip''s audio and 5 s of the window''s padding: a fraction of the work for short clips), ''full'' (the whole 30 s window, as the reference does), or seconds of padding. --reference-mode always uses the whole window.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--help', '-h'); Help = 'Show this message and exit.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--id-column'); Help = 'Column holding the sample id.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--max-new-tokens'); Help = 'Token limit per segment (default: a budget from the segment''s length, at most the model''s).'; Value = $true; Choices = @(); Paths = '' },
@@ -84,6 +85,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--shuffle'); Help = 'Shuffle before taking --max-samples (repeatable with --seed).'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--split'); Help = 'Dataset split (default: the set''s test split).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--text-column'); Help = 'Column holding the reference text.'; Value = $true; Choices = @(); Paths = '' },
+                @{ Names = @('--threads'); Help = 'CPU threads for the model (default: every core, unless OMP_NUM_THREADS is set).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--vad'); Help = 'Transcribe every clip as `tinyaudio transcribe` does (voice detection, a window per speech region), not only clips over 30 s.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--warmup-batches'); Help = 'Untimed runs of the first batch before timing starts.'; Value = $true; Choices = @(); Paths = '' }
             )
@@ -187,6 +189,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--batch-size'); Help = 'Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--device'); Help = 'auto, cpu, cuda, cuda:N or mps.'; Value = $true; Choices = @('auto', 'cpu', 'cuda', 'mps'); Paths = '' },
                 @{ Names = @('--dtype'); Help = 'auto: bfloat16 on CUDA, float32 on CPU.'; Value = $true; Choices = @('auto', 'float32', 'bfloat16', 'float16'); Paths = '' },
+                @{ Names = @('--encoder-context'); Help = 'What the Whisper encoder runs over: ''audio'' (each clip''s audio and 5 s of the window''s padding: a fraction of the work for short clips), ''full'' (the whole 30 s window, as the reference does), or seconds of padding. --reference-mode always uses the whole window.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--ext'); Help = 'Also pick files with this extension in folders; repeatable.'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--format', '-f'); Help = 'txt, srt, vtt, json, tsv or all; repeatable.'; Value = $true; Choices = @('txt', 'srt', 'vtt', 'json', 'tsv', 'all'); Paths = '' },
                 @{ Names = @('--help', '-h'); Help = 'Show this message and exit.'; Value = $false; Choices = @(); Paths = '' },
@@ -206,6 +209,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
                 @{ Names = @('--quiet', '-q'); Help = 'No progress or summary, errors only.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--reference-mode'); Help = 'Attend to the whole 30 s window, padding included, as the reference implementation does.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--srt'); Help = 'Same as -f srt.'; Value = $false; Choices = @(); Paths = '' },
+                @{ Names = @('--threads'); Help = 'CPU threads for the model (default: every core, unless OMP_NUM_THREADS is set).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--txt'); Help = 'Same as -f txt.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--vtt'); Help = 'Same as -f vtt.'; Value = $false; Choices = @(); Paths = '' },
                 @{ Names = @('--word-timestamps'); Help = 'Time every word with the Whisper base''s decoder: JSON segments get ''words'', subtitle cues are cut at words and never span a long pause.'; Value = $false; Choices = @(); Paths = '' }
