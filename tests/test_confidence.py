@@ -82,7 +82,7 @@ def test_avg_logprob_is_the_mean_log_probability_of_the_tokens_in_one_full_pass(
     [segment] = transcribe(model, source_wav, TranscribeOptions(max_new_tokens=8)).segments
     audio = load_audio(source_wav)[round(segment.start * SR) : round(segment.end * SR)]
     with torch.inference_mode():
-        projected = model.project(model.encoder_states(model.features([audio])))[0]
+        projected = model.encode_audio([audio], "trimmed")[1][0]  # the encoder context transcribe uses
         first, last = model.frame_span(0, len(audio))
         embeds, mask, positions, lengths = model.build_inputs([projected[first:last]], "trimmed", [segment.tokens])
         logits = model.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits[0].float()

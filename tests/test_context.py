@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from tinyaudio_cli.cli.app import app
 from tinyaudio_cli.model import load_model
-from tinyaudio_cli.model.context import context_frames, encode_frames
+from tinyaudio_cli.model.context import AUDIO_PADDING_SECONDS, context_frames, encode_frames
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 SR = 16_000
@@ -158,3 +158,19 @@ def test_eval_encoder_context_and_threads(checkpoint, paused_speech, tmp_path):
     assert short and max(short) < 3000
     settings = json.loads((tmp_path / "out" / "summary.json").read_text())["settings"]
     assert settings["encoder_context"] == "1" and settings["threads"] == 1
+
+
+def test_default_context_is_the_audio_and_reference_mode_the_whole_window(checkpoint, paused_speech, tmp_path):
+    """The default encodes each region with AUDIO_PADDING_SECONDS of padding (measured as accurate as whole
+    windows on held-out speech, and faster); `--reference-mode` still encodes whole 30 s windows."""
+    base = ["transcribe", str(paused_speech.path), "-m", str(checkpoint), "--max-new-tokens", "2", "-q"]
+    with mel_frames_read() as default:
+        result = CliRunner().invoke(app, [*base, "-o", tmp_path / "default"])
+    assert result.exit_code == 0, result.output
+    with mel_frames_read() as reference:
+        result = CliRunner().invoke(app, [*base, "-o", tmp_path / "reference", "--reference-mode"])
+    assert result.exit_code == 0, result.output
+    assert reference and set(reference) == {3000}
+    longest = max(end - start for start, end in paused_speech.spans)
+    # the VAD widens a region by its speech padding; a second more than the longest utterance bounds that
+    assert default and max(default) <= 100 * (longest + 1 + AUDIO_PADDING_SECONDS), default

@@ -26,7 +26,8 @@ from .errors import UsageError
 # 2026-11-30), WER against whole windows: without padding +4 points on 80 held-out espeak clips; with 2 s
 # +0.0 there, +3.4 on 48 other clips, +1.9 on 55 clips with silences, +8.5 on a 3-minute recording; with
 # 4-5 s -0.7, -0.6, -6.0 and +7.4 (10 s: -1.1 and +11.4 on the last two). Padding buys clips back, not
-# all of the recording: see the benchmark's held-out figures before trusting it on long files.
+# all of the recording there; on nine more 3-minute recordings (benchmarks/context_recordings.py)
+# 5 s gave +0.9 on three and -2.9 on six: the recording's +7.4 was one recording's luck, not the rule.
 AUDIO_PADDING_SECONDS = 5.0
 MEL_FRAMES_PER_SECOND = 100
 CONTEXT_CHOICES = "audio, full, or seconds of padding"
