@@ -7,6 +7,7 @@ stderr exactly as it would on a terminal), on tiny random stacks built from conf
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -186,9 +187,19 @@ def test_export_over_an_earlier_export_needs_overwrite_and_keeps_the_users_files
     again = tinyaudio("export", checkpoint, out)
     assert again.returncode == 1 and "is not empty" in again.stderr
     assert stale.exists()
+    # code files an earlier export wrote and recorded, which this one no longer ships: one as it was, one edited
+    record = json.loads((out / "tinyaudio_export.json").read_text())
+    (out / "retired.py").write_text("RETIRED = True\n")
+    (out / "edited.py").write_text("EDITED = 'by the user'\n")
+    shipped = hashlib.sha256(b"EDITED = 'as exported'\n").hexdigest()
+    record["code"] |= {"retired.py": hashlib.sha256(b"RETIRED = True\n").hexdigest(), "edited.py": shipped}
+    (out / "tinyaudio_export.json").write_text(json.dumps(record))
     again = tinyaudio("export", checkpoint, out, "--overwrite")
     assert again.returncode == 0, again.stderr
-    assert (out / "NOTES.md").read_text() == "mine" and not stale.exists()
+    assert (out / "NOTES.md").read_text() == "mine" and not stale.exists() and not (out / "retired.py").exists()
+    assert (out / "edited.py").read_text() == "EDITED = 'by the user'\n"
+    assert "edited since, left as it was (this export does not use it): edited.py" in " ".join(again.stderr.split())
+    assert "edited.py" not in json.loads((out / "tinyaudio_export.json").read_text())["code"]
 
 
 def test_exported_and_trained_weights_have_the_mode_of_every_other_file(checkpoint: Path, tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ and every way of running it must give the same gibberish.
 
 from __future__ import annotations
 
-import ast
 import errno
 import io
 import json
@@ -440,22 +439,23 @@ def test_disk_full_is_one_clear_line():
     assert "--cache-dir" in caught.value.hint
 
 
-def test_exported_code_is_self_contained():
-    files = remote_code()
-    for name, text in files.items():
-        for node in ast.walk(ast.parse(text)):
-            if isinstance(node, ast.ImportFrom) and node.level:
-                assert node.level == 1 and f"{node.module}.py" in files, (name, node.module)
-            elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                modules = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module]
-                assert not any(module.startswith("tinyaudio_cli") for module in modules), name
-    namespace: dict = {}
-    [name] = [name for name, text in files.items() if "def cut_repetition(" in text]
-    exec(compile(files[name], name, "exec"), namespace)
-    from tinyaudio_cli.model.decoding import cut_repetition
+def test_exported_code_is_model_verbatim(exported):
+    """The export ships model/hf_pipeline.py and the model/ files it imports, byte for byte under their own names:
+    exactly the files transformers copies for it, each listed with its sha256 in the export's record."""
+    from transformers.dynamic_module_utils import get_imports, get_relative_import_files
 
-    loop = [1, 2, *[5, 6, 7, 8] * 10]
-    assert namespace["cut_repetition"](loop) == cut_repetition(loop) == ([1, 2, 5, 6, 7, 8], True)
+    shipped = {path.name: path.read_bytes() for path in exported.glob("*.py")}
+    model_dir = ROOT / "tinyaudio_cli" / "model"
+    assert "hf_pipeline.py" in shipped
+    assert shipped == {name: (model_dir / name).read_bytes() for name in shipped}
+    needed = {Path(path).name for path in get_relative_import_files(exported / "hf_pipeline.py")}
+    assert needed | {"hf_pipeline.py"} == set(shipped)
+    assert not any("tinyaudio_cli" in get_imports(exported / name) for name in shipped)
+    record = json.loads((exported / "tinyaudio_export.json").read_text())
+    assert record["code"] == {name: sha256(content) for name, content in shipped.items()}
+    config = json.loads((exported / "config.json").read_text())
+    assert config["auto_map"]["AutoModelForSpeechSeq2Seq"] == "hf_pipeline.TinyAudioForSpeechSeq2Seq"
+    assert remote_code() == shipped
 
 
 def test_export_refuses_a_folder_it_did_not_write(stack, tmp_path):

@@ -13,7 +13,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import srt
 import torch
 import webvtt
@@ -175,6 +177,29 @@ def test_windows_from_many_files_share_batches_without_changing_results(model, e
     assert [[s.tokens for s in r.transcript.segments] for r in one] == [
         [s.tokens for s in r.transcript.segments] for r in many
     ]
+
+
+def test_a_python_caller_transcribes_arrays_as_it_transcribes_files(model, long_speech):
+    """Audio in memory (as eval hands over its clips, with no temporary file) goes through the file pipeline:
+    over 30 s, read by soundfile, it gives the file's segments; it is named as given; a bad array is one error."""
+    from tinyaudio_cli.transcribe import NamedAudio
+    from tinyaudio_cli.transcribe import transcribe_files as public
+
+    audio, rate = sf.read(long_speech.path, dtype="float32")
+    assert rate == 16_000 and audio.ndim == 1 and len(audio) > 30 * rate
+    inputs = [long_speech.path, NamedAudio("speech", audio), audio, np.zeros(0, np.float32), np.zeros((2, 800))]
+    results = sorted(public(model, inputs, TranscribeOptions(max_new_tokens=5)), key=lambda result: result.index)
+    assert [result.index for result in results] == [0, 1, 2, 3, 4]
+    file, named, bare = (result.transcript for result in results[:3])
+    assert len(file.segments) > 1
+    for transcript in (named, bare):
+        assert [(s.start, s.end, s.tokens) for s in transcript.segments] == [
+            (s.start, s.end, s.tokens) for s in file.segments
+        ]
+        assert transcript.duration == file.duration
+    assert (file.source, named.source, bare.source) == (str(long_speech.path), "speech", "array-2")
+    assert results[3].transcript is None and results[3].error == "array-3 contains no audio"
+    assert results[4].error == "array-4: expected mono audio (one dimension), got shape (2, 800)"
 
 
 @pytest.mark.slow  # several processes or a long decode: out of the fast loop

@@ -17,7 +17,6 @@ import gc
 import json
 import platform
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -491,20 +490,14 @@ def _transcribe_long(
     Hypothesis, or as the error message when the pipeline failed on it; plus the pipeline's model seconds."""
     if not audios:
         return [], 0.0
-    import soundfile
-
-    from ..inference.transcribe import transcribe_files
+    from ..inference.transcribe import NamedAudio, transcribe_files
 
     settings = _transcribe_options(options)
-    with tempfile.TemporaryDirectory(prefix="tinyaudio-eval-") as folder:
-        # The pipeline reads media files; 32-bit float WAV hands it these exact samples.
-        paths = [Path(folder) / f"{clip}.wav" for clip in range(len(audios))]
-        for path, audio in zip(paths, audios, strict=True):
-            soundfile.write(path, audio, SAMPLE_RATE, subtype="FLOAT")
-        results = {result.path: result for result in transcribe_files(model, paths, settings)}
+    clips = [NamedAudio(f"clip-{clip}", audio) for clip, audio in enumerate(audios)]
+    results = {result.index: result for result in transcribe_files(model, clips, settings)}
     outcomes: list[Hypothesis | str] = []
-    for path in paths:
-        result = results[path]
+    for clip in range(len(audios)):
+        result = results[clip]
         if result.transcript is None:
             outcomes.append(result.error or "the long-form pipeline returned nothing")
             continue

@@ -3,11 +3,19 @@
 An export never replaces a file it did not write: it is made in a staging folder next to the destination,
 then only its own files move in. A folder that already holds files is refused unless `--overwrite`; even then,
 files the export does not write stay where they are (and are named in a warning), and the only files removed
-are Python files an earlier export wrote (they carry its header) and this one no longer ships.
+are Python files an earlier export wrote and this one no longer ships.
+
+An export knows its own code files by a record it writes beside them (RECORD_NAME: the tinyaudio version and
+each code file's sha256), not by editing them: they are model/'s files, byte for byte. A listed file whose
+content no longer matches was edited by the user: it is theirs, kept and named in a warning. Exports by
+versions before the record named their files `tinyaudio_*.py` and marked their first line; those are still
+recognised and removed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -16,8 +24,10 @@ from pathlib import Path
 
 from ..errors import TinyAudioError
 
-EXPORT_MARK = "by `tinyaudio export`"  # in the first line of every Python file an export writes
-CODE_PREFIX = "tinyaudio_"  # = hub.REMOTE_PREFIX, the names of those files
+RECORD_NAME = "tinyaudio_export.json"  # what an export wrote: {"tinyaudio": version, "code": {name: sha256}}
+# how exports before the record marked their code: named tinyaudio_*.py, this in the first line
+LEGACY_MARK = "by `tinyaudio export`"
+LEGACY_PREFIX = "tinyaudio_"
 
 
 def check_out_dir(out: Path, source: Path, overwrite: bool) -> None:
@@ -44,29 +54,62 @@ def staging_dir(out: Path) -> Path:
         raise TinyAudioError(f"cannot write into {out.parent}: {error.strerror}") from None
 
 
-def move_in(staged: Path, out: Path) -> list[str]:
-    """Move the staged files into `out` (replacing same-named ones), remove the Python files an earlier export
-    wrote that this one does not, and return the names of the files left untouched."""
+def write_record(folder: Path, version: str, code: dict[str, bytes]) -> None:
+    """The record by which a later export recognises these code files (and sees whether they were edited)."""
+    record = {"tinyaudio": version, "code": {name: _sha256(content) for name, content in sorted(code.items())}}
+    (folder / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def move_in(staged: Path, out: Path) -> tuple[list[str], list[str]]:
+    """Move the staged files into `out` (replacing same-named ones) and remove the code files an earlier export
+    wrote that this one does not. Returns the names of the files left untouched: those an export never wrote,
+    and code files an earlier export wrote that were edited since."""
     out.mkdir(parents=True, exist_ok=True)
+    earlier = _recorded_code(out / RECORD_NAME)  # read before this export's record replaces it
     written = {path.name for path in staged.iterdir()}
     for name in sorted(written):
         os.replace(staged / name, out / name)
     shutil.rmtree(staged, ignore_errors=True)
-    kept = []
+    kept, edited = [], []
     for path in sorted(out.iterdir()):
         if path.name in written:
             continue
-        if path.name.startswith(CODE_PREFIX) and path.suffix == ".py" and _written_by_export(path):
-            path.unlink()  # stale code of an earlier export: config.json no longer points at it
+        if path.name in earlier:
+            if path.is_file() and _sha256(path.read_bytes()) == earlier[path.name]:
+                path.unlink()  # stale code of an earlier export, unchanged: config.json no longer points at it
+            else:
+                edited.append(path.name)
+        elif path.name.startswith(LEGACY_PREFIX) and path.suffix == ".py" and _legacy_export_code(path):
+            path.unlink()
         else:
             kept.append(path.name)
-    return kept
+    return kept, edited
 
 
-def _written_by_export(path: Path) -> bool:
+def _recorded_code(path: Path) -> dict[str, str]:
+    """{file name: sha256} of the code an earlier export wrote; empty when there is no readable record."""
+    try:
+        code = json.loads(path.read_text(encoding="utf-8")).get("code")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(code, dict):
+        return {}
+    # plain names only: a record is no licence to remove files anywhere else
+    return {
+        name: digest
+        for name, digest in code.items()
+        if isinstance(name, str) and isinstance(digest, str) and name == Path(name).name and name.endswith(".py")
+    }
+
+
+def _sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def _legacy_export_code(path: Path) -> bool:
     try:
         with path.open(encoding="utf-8") as handle:
-            return EXPORT_MARK in handle.readline()
+            return LEGACY_MARK in handle.readline()
     except (OSError, UnicodeDecodeError):
         return False
 

@@ -4,7 +4,7 @@
   into the Hub cache where `load_model` finds them offline, or into a local folder.
 - `download_dataset` fetches one split of an eval set (and its card), where `evaldata` looks for it.
 - `export_model` writes a self-contained, Hub-ready folder: the published layout, a model card, and the
-  Python files that make `transformers.pipeline(..., trust_remote_code=True)` work (generated from the core).
+  Python files that make `transformers.pipeline(..., trust_remote_code=True)` work (model/'s, copied verbatim).
 - `push_to_hub` creates the repo if needed and uploads a folder.
 
 Every Hub failure becomes a TinyAudioError with one clear line; nothing here prints.
@@ -41,13 +41,8 @@ PACKAGE = "tinyaudio_cli"
 CONFIG_NAME = "config.json"
 CARD_NAME = "README.md"
 BASES_SUBFOLDER = "bases"  # where --local-dir puts the base repos, one folder each
-# the exported code: this module and every tinyaudio module it reaches (model/, errors, constants: the
-# model core imports nothing else of tinyaudio) are copied, imports flattened
-REMOTE_ENTRY = f"{PACKAGE}.model.hf_pipeline"
-REMOTE_PREFIX = "tinyaudio_"
-# top-level modules that only re-export model/'s, which model/modeling.py still imports: the export follows them
-# to model/ (when modeling.py imports `.constants` and `.errors`, model/ can be copied verbatim)
-REEXPORTS = {f"{PACKAGE}.constants": f"{PACKAGE}.model.constants", f"{PACKAGE}.errors": f"{PACKAGE}.model.errors"}
+# the exported code: model/hf_pipeline.py and the model/ modules it imports, copied verbatim
+REMOTE_ENTRY = "hf_pipeline"
 CODE_REF_FILES = ("tokenizer_config.json", "preprocessor_config.json")  # configs that may name a checkpoint's code
 ASR_TASK = "automatic-speech-recognition"
 AUTO_MODEL_CLASS = "AutoModelForSpeechSeq2Seq"
@@ -475,69 +470,39 @@ def split_paths(paths: list[str], card: str | None, config: str | None, split: s
 # -- the exported code --------------------------------------------------------------------------
 
 
-def remote_name(module: str) -> str:
-    """The flat module name a tinyaudio module gets in an exported folder."""
-    return REMOTE_PREFIX + module.rpartition(".")[2]
+def remote_code() -> dict[str, bytes]:
+    """The Python files of an exported folder, by name: model/hf_pipeline.py and every model/ module it imports,
+    byte for byte.
 
-
-def remote_code() -> dict[str, str]:
-    """The Python files of an exported folder, by name: REMOTE_ENTRY and every tinyaudio module it reaches.
-
-    Imports become flat (`from .tinyaudio_modeling import ...`): transformers copies a remote module with
-    the modules it imports relatively, all side by side, and the folder never needs tinyaudio_cli.
+    model/ imports only itself, relatively (tests/test_layout.py), so its files work unchanged side by side in
+    the exported folder: transformers copies a remote module and the modules it imports relatively into one
+    package of its own, and the folder never needs tinyaudio_cli. The imports are read with `ast` to find the
+    closure; the text is never edited.
     """
-    files: dict[str, str] = {}
-    sources: dict[str, str] = {}  # file name → module, to catch two modules with one flat name
+    folder = _model_dir()
+    files: dict[str, bytes] = {}
     todo = [REMOTE_ENTRY]
     while todo:
-        module = todo.pop()
-        name = remote_name(module) + ".py"
-        if sources.setdefault(name, module) != module:
-            raise ValueError(f"{module} and {sources[name]} would both be exported as {name}")
+        name = todo.pop() + ".py"
         if name in files:
             continue
-        text, imported = _flatten_imports(module)
-        files[name] = (
-            f"# Copied by `tinyaudio export` from {module} (tinyaudio {__version__}), imports flattened.\n{text}"
-        )
-        todo.extend(target for target, _ in imported)
+        files[name] = (folder / name).read_bytes()
+        for node in ast.walk(ast.parse(files[name], name)):
+            if isinstance(node, ast.Import) and any(alias.name.split(".")[0] == PACKAGE for alias in node.names):
+                raise ValueError(f"model/{name} line {node.lineno}: import model/ modules relatively")
+            if not isinstance(node, ast.ImportFrom) or not (node.level or (node.module or "").startswith(PACKAGE)):
+                continue
+            # only `from .module import x` resolves beside the other files once exported
+            if node.level != 1 or not node.module or not (folder / f"{node.module}.py").is_file():
+                raise ValueError(f"model/{name} line {node.lineno}: imports what an export cannot ship beside it")
+            todo.append(node.module)
     return files
 
 
-def _module_file(module: str) -> Path:
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None or spec.submodule_search_locations is not None:
-        raise ValueError(f"{module} is not a module file the export can copy")
-    return Path(spec.origin)
-
-
-def _flatten_imports(module: str) -> tuple[str, list[tuple[str, set[str]]]]:
-    """A module's source with every tinyaudio import rewritten flat, and what it imports from where."""
-    source = _module_file(module).read_text(encoding="utf-8")
-    lines = source.splitlines(keepends=True)
-    package = module.rpartition(".")[0]
-    edits, imported = [], []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import) and any(alias.name.split(".")[0] == PACKAGE for alias in node.names):
-            raise ValueError(f"{module} line {node.lineno}: write `from ... import` so the export can flatten it")
-        if not isinstance(node, ast.ImportFrom):
-            continue
-        target = (
-            importlib.util.resolve_name("." * node.level + (node.module or ""), package) if node.level else node.module
-        )
-        if target is None or target.split(".")[0] != PACKAGE:
-            continue
-        target = REEXPORTS.get(target, target)
-        _module_file(target)  # a package (`from . import x`) cannot be flattened
-        names = ", ".join(alias.name + (f" as {alias.asname}" if alias.asname else "") for alias in node.names)
-        indent = " " * node.col_offset
-        edits.append(
-            (node.lineno, node.end_lineno or node.lineno, f"{indent}from .{remote_name(target)} import {names}\n")
-        )
-        imported.append((target, {alias.name for alias in node.names}))
-    for first, last, replacement in sorted(edits, reverse=True):
-        lines[first - 1 : last] = [replacement]
-    return "".join(lines), imported
+def _model_dir() -> Path:
+    spec = importlib.util.find_spec(f"{PACKAGE}.model")
+    assert spec is not None and spec.submodule_search_locations  # the package this module belongs to
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def remote_config_entries() -> dict[str, Any]:
@@ -545,7 +510,7 @@ def remote_config_entries() -> dict[str, Any]:
     from ..model import hf_pipeline
 
     def ref(cls: type) -> str:
-        return f"{remote_name(REMOTE_ENTRY)}.{cls.__name__}"
+        return f"{REMOTE_ENTRY}.{cls.__name__}"
 
     return {
         "architectures": [hf_pipeline.TinyAudioForSpeechSeq2Seq.__name__],
@@ -607,7 +572,7 @@ def export_model(
     A folder that holds files is refused unless `overwrite`; then only the files an export writes are replaced.
     """
     from ..model.loading import DTYPES, load_model, resolve_model_dir, weights_sha256
-    from .export_guard import check_out_dir, check_summaries, move_in, staging_dir
+    from .export_guard import check_out_dir, check_summaries, move_in, staging_dir, write_record
 
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r} ({', '.join(DTYPES)})")
@@ -624,15 +589,17 @@ def export_model(
     try:
         model.save_pretrained(staged, DTYPES[dtype])
         _drop_foreign_code_refs(staged)
-        for name, text in remote_code().items():
-            (staged / name).write_text(text, encoding="utf-8")
+        code = remote_code()
+        for name, content in code.items():
+            (staged / name).write_bytes(content)
+        write_record(staged, __version__, code)
         source_meta = _card_metadata(source / CARD_NAME)
         card = model_card(
             model.config, repo_id or out.name, license or source_meta.get("license"), results, source_meta
         )
         (staged / CARD_NAME).write_text(card, encoding="utf-8")
         written = {path.name for path in staged.iterdir()}
-        kept = move_in(staged, out)
+        kept, edited = move_in(staged, out)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
     warnings = [
@@ -643,6 +610,11 @@ def export_model(
     ]
     if kept:
         warnings.append(f"{out} also holds files an export does not write, left as they were: {', '.join(kept)}")
+    if edited:
+        warnings.append(
+            f"{out} holds code an earlier export wrote that was edited since, left as it was (this export does not "
+            f"use it): {', '.join(edited)}"
+        )
     files = sorted((path.name, path.stat().st_size) for path in out.iterdir() if path.name in written)
     return ExportResult(out, files, warnings)
 

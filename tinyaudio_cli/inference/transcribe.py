@@ -4,7 +4,9 @@ Each speech region the VAD finds is encoded on its own (the encoder over its fra
 model.context), or with `pack` several regions share a window, pauses left out (one empty frame between
 neighbours); each region is decoded from its own projector frames (the trimmed attention mode), which keeps
 segments short and their times exact. Windows from different files share batches. `transcribe` is the
-one-file path; `transcribe_files` the batched pipeline behind the CLI.
+one-file path; `transcribe_files` the batched pipeline behind the CLI. Both take audio already in memory
+(16 kHz mono float32 arrays, as `NamedAudio` or bare) as well as media files: eval hands its decoded clips
+over without writing them out.
 """
 
 from __future__ import annotations
@@ -32,6 +34,20 @@ from .confidence import DEFAULT_MIN_CONFIDENCE, drop_reason
 from .records import Segment, Transcript, Word
 
 QUEUE_WINDOWS = 32  # encoder windows decoded ahead of the model (or a batch, if more): ~2 MB each
+BLOCK_SAMPLES = 30 * SAMPLE_RATE  # an array is cut into the blocks stream_audio reads a file in
+
+
+@dataclass(frozen=True)
+class NamedAudio:
+    """Audio already in memory: 16 kHz mono samples (float32, or converted to it), and the name its records
+    carry where a file's would carry its path."""
+
+    name: str
+    samples: np.ndarray
+
+
+# what transcribe_files takes: media files, or audio in memory (a bare array is named `array-<its index>`)
+AudioInput = str | Path | NamedAudio | np.ndarray
 
 
 @dataclass
@@ -52,10 +68,11 @@ class TranscribeOptions:
 
 @dataclass
 class FileResult:
-    path: Path
+    path: Path  # the file, or an array's name
     transcript: Transcript | None = None
     error: str | None = None
     model_seconds: float = 0.0
+    index: int = 0  # where the input stood among those given (results come in the order they finish)
 
 
 @dataclass
@@ -79,23 +96,48 @@ class _Pending:
     """A file whose windows are still being decoded."""
 
     path: Path
+    source: str  # the path or name the transcript records
     segments: list[Segment] = field(default_factory=list)
     windows_left: int = 0
     duration: float | None = None
     model_seconds: float = 0.0
 
 
-def speech_windows(path: Path, options: TranscribeOptions, on_samples: Callable[[int], None]) -> Iterator[SpeechWindow]:
+def speech_windows(
+    source: Path | NamedAudio, options: TranscribeOptions, on_samples: Callable[[int], None]
+) -> Iterator[SpeechWindow]:
     def counted(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
         for block in blocks:
             on_samples(len(block))
             yield block
 
-    blocks = counted(stream_audio(path))
+    blocks = counted(array_blocks(source) if isinstance(source, NamedAudio) else stream_audio(source))
     if options.vad is None:
         yield from iter_fixed_windows(blocks)
     else:
         yield from iter_speech_windows(blocks, options.vad)
+
+
+def array_blocks(audio: NamedAudio) -> Iterator[np.ndarray]:
+    """An array as the pipeline reads a file: float32 blocks; an empty one fails as an empty file does."""
+    samples = np.asarray(audio.samples, dtype=np.float32)
+    if samples.ndim != 1:
+        raise TinyAudioError(f"{audio.name}: expected mono audio (one dimension), got shape {samples.shape}")
+    if not len(samples):
+        raise TinyAudioError(f"{audio.name} contains no audio")
+    for start in range(0, len(samples), BLOCK_SAMPLES):
+        yield samples[start : start + BLOCK_SAMPLES]
+
+
+def as_inputs(items: Sequence[AudioInput]) -> list[Path | NamedAudio]:
+    """Files as Paths, arrays as NamedAudio (a bare one named by its index)."""
+    inputs: list[Path | NamedAudio] = []
+    for index, item in enumerate(items):
+        if isinstance(item, np.ndarray):
+            inputs.append(NamedAudio(f"array-{index}", item))
+        else:
+            inputs.append(item if isinstance(item, NamedAudio) else Path(item))
+    return inputs
 
 
 def pack_regions(file: int, windows: Iterable[SpeechWindow], align: int, pack: bool = True) -> Iterator[EncoderWindow]:
@@ -194,22 +236,24 @@ def timed_words(
 
 def transcribe_files(
     model: TinyAudioModel,
-    paths: Sequence[Path],
+    paths: Sequence[AudioInput],
     options: TranscribeOptions | None = None,
     on_progress: Callable[[Path, float], None] | None = None,
 ) -> Iterator[FileResult]:
-    """Transcribe many files, windows from different files sharing batches; yields each file when done.
+    """Transcribe many files (or arrays, see AudioInput), windows from different inputs sharing batches; yields
+    each input when done (FileResult.index says which).
 
     Audio decoding and speech detection run on a background thread, ahead of the model. `on_progress(path,
     seconds)` is told after each batch how far into each file it reached, so a long file shows it is moving.
     """
+    inputs = as_inputs(paths)
     options = options or TranscribeOptions()
     batch_size = options.batch_size or auto_batch_size(model)
     options = replace(options, batch_size=batch_size)
     events: queue.Queue[tuple] = queue.Queue(maxsize=max(QUEUE_WINDOWS, batch_size))
     stop = threading.Event()
     producer = threading.Thread(
-        target=_produce, args=(model, list(paths), options, events, stop), name="tinyaudio-audio", daemon=True
+        target=_produce, args=(model, inputs, options, events, stop), name="tinyaudio-audio", daemon=True
     )
     producer.start()
     pending: dict[int, _Pending] = {}
@@ -221,7 +265,7 @@ def transcribe_files(
 
     def finished() -> Iterator[FileResult]:
         for file in [f for f, state in pending.items() if state.duration is not None and state.windows_left == 0]:
-            yield _finish(model, pending.pop(file))
+            yield _finish(model, file, pending.pop(file))
 
     def flush() -> Iterator[FileResult]:
         if batch:
@@ -242,7 +286,7 @@ def transcribe_files(
     try:
         while (event := events.get())[0] != "end":
             kind, file, payload = event
-            state = pending.setdefault(file, _Pending(Path(paths[file])))
+            state = pending.setdefault(file, _pending(inputs[file]))
             if kind == "window":
                 state.windows_left += 1
                 batch.append(payload)
@@ -254,7 +298,7 @@ def transcribe_files(
             else:
                 del pending[file]
                 batch[:] = [window for window in batch if window.file != file]
-                yield FileResult(state.path, error=payload)
+                yield FileResult(state.path, error=payload, index=file)
         yield from flush()
     finally:
         stop.set()
@@ -263,10 +307,20 @@ def transcribe_files(
                 events.get(timeout=0.1)
 
 
+def _pending(source: Path | NamedAudio) -> _Pending:
+    if isinstance(source, NamedAudio):
+        return _Pending(Path(source.name), source.name)
+    return _Pending(source, str(source))
+
+
 def _produce(
-    model: TinyAudioModel, paths: list[Path], options: TranscribeOptions, events: queue.Queue, stop: threading.Event
+    model: TinyAudioModel,
+    inputs: list[Path | NamedAudio],
+    options: TranscribeOptions,
+    events: queue.Queue,
+    stop: threading.Event,
 ) -> None:
-    """Decode and segment every file in order; report windows, the end of each file, or its error."""
+    """Decode and segment every input in order; report windows, the end of each input, or its error."""
 
     def put(event: tuple) -> bool:
         while not stop.is_set():
@@ -275,14 +329,14 @@ def _produce(
                 return True
         return False
 
-    for file, path in enumerate(paths):
+    for file, source in enumerate(inputs):
         samples = 0
 
         def count(n: int) -> None:
             nonlocal samples
             samples += n
 
-        windows = speech_windows(Path(path), options, count)
+        windows = speech_windows(source, options, count)
         if options.mode == "reference":
             encoder_windows = whole_windows(file, windows)
         else:
@@ -301,17 +355,17 @@ def _produce(
     put(("end", None, None))
 
 
-def _finish(model: TinyAudioModel, state: _Pending) -> FileResult:
+def _finish(model: TinyAudioModel, file: int, state: _Pending) -> FileResult:
     segments = sorted((s for s in state.segments if s.text), key=lambda s: s.start)
     for number, segment in enumerate(segments):
         segment.id = number
-    transcript = Transcript(str(state.path), segments, state.duration or 0.0, getattr(model, "name", "tinyaudio"))
-    return FileResult(state.path, transcript, model_seconds=state.model_seconds)
+    transcript = Transcript(state.source, segments, state.duration or 0.0, getattr(model, "name", "tinyaudio"))
+    return FileResult(state.path, transcript, model_seconds=state.model_seconds, index=file)
 
 
-def transcribe(model: TinyAudioModel, path: str | Path, options: TranscribeOptions | None = None) -> Transcript:
-    """Transcribe one media file; raises TinyAudioError when it cannot be decoded."""
-    result = next(iter(transcribe_files(model, [Path(path)], options)))
+def transcribe(model: TinyAudioModel, path: AudioInput, options: TranscribeOptions | None = None) -> Transcript:
+    """Transcribe one media file (or array, see AudioInput); raises TinyAudioError when it cannot be decoded."""
+    result = next(iter(transcribe_files(model, [path], options)))
     if result.error:
         raise TinyAudioError(result.error)
     assert result.transcript is not None

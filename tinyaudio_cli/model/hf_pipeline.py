@@ -1,9 +1,9 @@
 """The Hugging Face entry points of an exported model: AutoConfig, AutoModelForSpeechSeq2Seq and the
 `automatic-speech-recognition` pipeline, for `trust_remote_code=True`.
 
-`tinyaudio export` copies this module and every tinyaudio module it reaches into the exported folder
-(imports flattened, see `tinyaudio_cli.hub.transfer.remote_code`) and points config.json's `auto_map` and
-`custom_pipelines` here, so
+`tinyaudio export` copies this module and the model/ modules it imports into the exported folder, byte for
+byte and under their own names (see `tinyaudio_cli.hub.transfer.remote_code`), and points config.json's
+`auto_map` and `custom_pipelines` here, so
 
     transformers.pipeline("automatic-speech-recognition", model=FOLDER_OR_REPO, trust_remote_code=True)
 
