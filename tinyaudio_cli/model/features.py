@@ -3,7 +3,7 @@
 Every clip is zero-padded to 30 s before the STFT, so every frame past the audio is the same constant.
 This computes the frames that see audio (in one batched STFT, on the model's device) and fills the
 rest with that constant: equal to transformers' WhisperFeatureExtractor, for a fraction of the work
-on short clips.
+on short clips. `whisper_features` is the one entry point: inference and training both call it.
 """
 
 from __future__ import annotations
@@ -14,8 +14,21 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .constants import SAMPLE_RATE
+
 LOG_FLOOR = 1e-10  # the floor before log10, as Whisper's reference has it
 DYNAMIC_RANGE = 8.0  # log10 units kept below the loudest frame
+
+
+def whisper_features(audios: Sequence[np.ndarray], extractor, device: torch.device) -> torch.Tensor:
+    """[batch, n_mels, 3000] float32 on `device`: `log_mel`, unless the extractor dithers (adds random noise
+    before the STFT), which only the extractor itself reproduces."""
+    if getattr(extractor, "dither", 0.0) == 0.0:
+        return log_mel(audios, extractor, device)
+    features = extractor(
+        [np.asarray(audio, dtype=np.float32) for audio in audios], sampling_rate=SAMPLE_RATE, return_tensors="pt"
+    ).input_features
+    return features.to(device)
 
 
 def log_mel(audios: Sequence[np.ndarray], extractor, device: torch.device) -> torch.Tensor:

@@ -33,7 +33,7 @@ from .constants import DEFAULT_ENCODER_CONTEXT, SAMPLE_RATE, WINDOW_SAMPLES
 from .context import context_frames, context_padding, encode_frames
 from .decoding import Timings, greedy_decode, timed
 from .errors import TinyAudioError
-from .features import log_mel
+from .features import whisper_features
 from .projector import STRIDE as PROJECTOR_STRIDE
 from .projector import MOSAProjector
 from .template import check_chat_template
@@ -108,14 +108,7 @@ class TinyAudioModel(nn.Module):
             if len(audio) > WINDOW_SAMPLES:
                 raise ValueError(f"clip of {len(audio) / SAMPLE_RATE:.1f} s exceeds the 30 s window")
         with timed(self.timings, "features", self.device):
-            if getattr(self.feature_extractor, "dither", 0.0) == 0.0:
-                return log_mel(audios, self.feature_extractor, self.device).to(self.dtype)
-            features = self.feature_extractor(
-                [np.asarray(audio, dtype=np.float32) for audio in audios],
-                sampling_rate=SAMPLE_RATE,
-                return_tensors="pt",
-            ).input_features
-            return features.to(self.device, self.dtype)
+            return whisper_features(audios, self.feature_extractor, self.device).to(self.dtype)
 
     def audio_token_count(self, num_samples: int) -> int:
         """Projector frames that cover real audio (the rest only covers the 30 s padding)."""

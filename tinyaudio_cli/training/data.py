@@ -19,6 +19,7 @@ from ..constants import SAMPLE_RATE
 from ..data.entries import SampleEntry, folder_listing, manifest_listing
 from ..data.prefetch import Prefetched
 from ..errors import TinyAudioError
+from ..model.features import whisper_features
 from .config import (
     DEV_FALLBACK_SPLIT,
     DEV_SPLITS,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 # and each block is shuffled in memory: a position is then "this block, this row", cheap to restore exactly.
 SHUFFLE_BLOCK = 1_000
 PARALLEL_SHARDS = 10
+CPU = torch.device("cpu")  # where the loader thread computes features
 
 # -- target text ---------------------------------------------------------------------------------------------
 
@@ -392,17 +394,11 @@ class ExampleStream:
         self.skipped = {reason: int(state["skipped"].get(reason, 0)) for reason in SKIP_REASONS}
 
 
-def log_mel(feature_extractor: Any, audios: Sequence[np.ndarray]) -> torch.Tensor:
-    """Whisper log-mel features padded to 30 s on the CPU (what TinyAudioModel.features computes, before the
-    device move), so the loader thread can make them while the model works."""
-    return feature_extractor(
-        [np.asarray(audio, dtype=np.float32) for audio in audios], sampling_rate=SAMPLE_RATE, return_tensors="pt"
-    ).input_features
-
-
 def collate(examples: list[Example], feature_extractor: Any) -> MicroBatch:
     audios = [example.audio for example in examples if example.frames is None]
-    return MicroBatch(examples, log_mel(feature_extractor, audios) if audios else None)
+    # the model's own log-mel (TinyAudioModel.features), on the CPU so the loader thread makes it while the
+    # model works; the device move comes later
+    return MicroBatch(examples, whisper_features(audios, feature_extractor, CPU) if audios else None)
 
 
 class Loader:
