@@ -30,7 +30,7 @@ from ..errors import TinyAudioError
 from ..model.alignment import FRAMES_PER_SECOND
 from ..model.modeling import TinyAudioModel
 from .records import Segment, Transcript
-from .transcribe import EncoderWindow, TranscribeOptions, pack_regions, speech_windows, timed_words
+from .transcribe import EncoderWindow, TranscribeOptions, WordRequest, pack_regions, speech_windows, timed_words
 
 # Measured on matching and unrelated texts (see tests/test_align.py): the mean word probability of a text that
 # belongs to the audio stays well above this, and of an unrelated text well below.
@@ -87,16 +87,24 @@ def align_file(model: TinyAudioModel, media: Path, text: str, options: AlignOpti
         segments: list[Segment] = []
         probabilities: list[float] = []
         duration = 0.0
+        requests: list[WordRequest] = []
+
+        def flush() -> None:  # the regions of an encoder batch are timed together
+            for (_, _, placement, share), timed in zip(requests, timed_words(requests, model), strict=True):
+                probabilities.extend(word.probability for word in timed)
+                region = placement.region
+                segments.append(Segment(len(segments), region.start, region.end, share, words=timed))
+            requests.clear()
+
         for index, (window, states, _, _) in enumerate(_encoded(model, media, options)):
             placement = window.placements[0]
             duration = max(duration, placement.region.end)
             share = " ".join(shares[index]) if index < len(shares) else ""
-            if not share:
-                continue
-            timed = timed_words(model, states, window.samples, placement, share)
-            probabilities += [word.probability for word in timed]
-            region = placement.region
-            segments.append(Segment(len(segments), region.start, region.end, share, words=timed))
+            if share:
+                requests.append((states, window.samples, placement, share))
+            if len(requests) == options.batch_size:
+                flush()
+        flush()
     except TinyAudioError as error:
         return AlignResult(media, error=error.message)
     transcript = Transcript(str(media), segments, _duration(media, duration), getattr(model, "name", "tinyaudio"))
