@@ -91,7 +91,7 @@ ESPEAK_EVENT_END, ESPEAK_EVENT_WORD = 0, 1
 _espeak: dict[str, object] = {}
 
 
-def say_connected(text: str, voice: str, speed: int) -> tuple[np.ndarray, list[float]]:
+def say_connected(text: str, voice: str, speed: int) -> tuple[np.ndarray, list[float | None]]:
     """`text` said in one go, at 16 kHz, and the second each word begins at, as espeak-ng placed it."""
     if not _espeak:
         library = ctypes.CDLL("libespeak-ng.so.1")
@@ -135,16 +135,15 @@ def say_connected(text: str, voice: str, speed: int) -> tuple[np.ndarray, list[f
     # a word espeak-ng says as two ("timestamps") has two events: each word begins at the first event inside it
     firsts = [match.start() + 1 for match in re.finditer(r"\S+", text)]  # positions count from 1
     lasts = [*firsts[1:], len(text) + 2]
-    starts = []
+    # and a word it joins to the one before ("on the") has none: its start is unknown, and not scored
+    starts: list[float | None] = []
     for first, last in zip(firsts, lasts, strict=True):
         inside = [sample for position, sample in _espeak["starts"] if first <= position < last]
-        if not inside:
-            raise SystemExit(f"espeak-ng reported no start for a word at character {first} of {text!r}")
-        starts.append(min(inside) / rate)
+        starts.append(min(inside) / rate if inside else None)
     return np.frombuffer(audio, np.float32), starts
 
 
-def make_connected_clip(index: int) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+def make_connected_clip(index: int) -> tuple[np.ndarray, list[tuple[str, float | None, float]]]:
     """A sentence in one breath between 0.3 s of silence; a word ends where the next begins (ends are not
     scored)."""
     rng = np.random.default_rng(index)
@@ -152,8 +151,10 @@ def make_connected_clip(index: int) -> tuple[np.ndarray, list[tuple[str, float, 
     voice, speed = VOICES[index % len(VOICES)], int(rng.integers(140, 190))
     speech, starts = say_connected(" ".join(words), voice, speed)
     lead = np.zeros(int(0.3 * SAMPLE_RATE), np.float32)
-    ends = [*starts[1:], len(speech) / SAMPLE_RATE]
-    truth = [(word, 0.3 + start, 0.3 + end) for word, start, end in zip(words, starts, ends, strict=True)]
+    truth, end = [], 0.3 + len(speech) / SAMPLE_RATE
+    for word, start in reversed(list(zip(words, starts, strict=True))):
+        truth.insert(0, (word, None if start is None else 0.3 + start, end))
+        end = end if start is None else 0.3 + start
     return np.concatenate([lead, speech, lead]), truth
 
 
@@ -194,10 +195,12 @@ def main() -> None:
         attention_only = aligner.align(states, [text], [frames])[0]
         snapped = snap_to_sound(attention_only, audio)
         for name, words in (("tinyaudio_attention_only", attention_only), ("tinyaudio", snapped)):
-            errors[name] += [abs(w.start - start) for w, (_, start, _) in zip(words, truth, strict=True)]
+            errors[name] += [
+                abs(w.start - start) for w, (_, start, _) in zip(words, truth, strict=True) if start is not None
+            ]
         chunks = whisper({"raw": audio, "sampling_rate": SAMPLE_RATE}, return_timestamps="word")["chunks"]
         for chunk, (word, start, _) in zip(chunks, truth, strict=False):
-            if re.sub(r"[^a-z]", "", chunk["text"].lower()) == word:
+            if start is not None and re.sub(r"[^a-z]", "", chunk["text"].lower()) == word:
                 errors["whisper_pipeline"].append(abs(chunk["timestamp"][0] - start))
     report = {name: summary(values) for name, values in errors.items()}
     report["clips"] = args.clips
