@@ -43,6 +43,19 @@ def test_snapping_puts_boundaries_in_pauses_and_starts_on_sound():
     assert [w.word for w in snapped] == [" one", " two"]
 
 
+def test_the_closure_of_a_stop_is_not_taken_for_the_pause_between_words():
+    # connected speech: "one" sounds 0.2-0.6 s and "two" follows at once (0.6-0.7 s), then goes quiet for 80 ms
+    # (the closure of a stop inside it) and on to 1.2 s; the attention put their boundary a little late, at 0.66 s
+    samples = np.zeros(int(1.6 * SR), np.float32)
+    for start, end in ((0.2, 0.7), (0.78, 1.2)):
+        t = np.arange(int(start * SR), int(end * SR))
+        samples[t] = 0.3 * np.sin(2 * np.pi * 220 * t / SR)
+    words = [WordTiming(" one", 0.0, 0.66, 0.9), WordTiming(" two", 0.66, 1.5, 0.9)]
+    one, two = snap_to_sound(words, samples)
+    assert one.start == 0.2 and two.end == 1.2
+    assert 0.6 <= two.start <= 0.66  # not moved on to the end of the closure (0.78 s)
+
+
 def test_snapping_leaves_words_alone_where_nothing_is_quiet():
     t = np.arange(SR)
     samples = (0.3 * np.sin(2 * np.pi * 220 * t / SR)).astype(np.float32)
