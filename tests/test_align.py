@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -129,6 +130,11 @@ def test_align_times_a_script_and_warns_on_text_that_does_not_belong(tmp_path):
     assert all(a["start"] <= b["start"] for a, b in itertools.pairwise(words))
     firsts = [segment["words"][0]["start"] for segment in data["segments"]]
     assert len(firsts) == 3 and all(abs(a - b) < 0.2 for a, b in zip(firsts, starts, strict=True)), firsts
+    for segment in data["segments"]:  # confidence as transcribe gives it: the VAD's, and the words' mean log
+        assert 0.5 < segment["speech_probability"] <= 1, segment
+        logs = [math.log(max(w["probability"], 1e-4)) for w in segment["words"]]
+        assert segment["avg_logprob"] == pytest.approx(sum(logs) / len(logs), abs=1e-4)
+    matching = min(segment["avg_logprob"] for segment in data["segments"])
     cues = list(srt.parse((tmp_path / "talk.srt").read_text()))
     assert " ".join(cue.content.replace("\n", " ") for cue in cues) == " ".join(SENTENCES)
     assert (tmp_path / "talk.txt").read_text() == " ".join(SENTENCES) + "\n"  # the text is never replaced
@@ -139,3 +145,5 @@ def test_align_times_a_script_and_warns_on_text_that_does_not_belong(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "low alignment score" in result.stderr
+    unrelated = json.loads((tmp_path / "out" / "talk.json").read_text())["segments"]
+    assert max(segment["avg_logprob"] for segment in unrelated) < matching  # every segment below the real text's

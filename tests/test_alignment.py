@@ -43,6 +43,19 @@ def test_snapping_puts_boundaries_in_pauses_and_starts_on_sound():
     assert [w.word for w in snapped] == [" one", " two"]
 
 
+def test_the_closure_of_a_stop_is_not_taken_for_the_pause_between_words():
+    # connected speech: "one" sounds 0.2-0.6 s and "two" follows at once (0.6-0.7 s), then goes quiet for 80 ms
+    # (the closure of a stop inside it) and on to 1.2 s; the attention put their boundary a little late, at 0.66 s
+    samples = np.zeros(int(1.6 * SR), np.float32)
+    for start, end in ((0.2, 0.7), (0.78, 1.2)):
+        t = np.arange(int(start * SR), int(end * SR))
+        samples[t] = 0.3 * np.sin(2 * np.pi * 220 * t / SR)
+    words = [WordTiming(" one", 0.0, 0.66, 0.9), WordTiming(" two", 0.66, 1.5, 0.9)]
+    one, two = snap_to_sound(words, samples)
+    assert one.start == 0.2 and two.end == 1.2
+    assert 0.6 <= two.start <= 0.66  # not moved on to the end of the closure (0.78 s)
+
+
 def test_snapping_leaves_words_alone_where_nothing_is_quiet():
     t = np.arange(SR)
     samples = (0.3 * np.sin(2 * np.pi * 220 * t / SR)).astype(np.float32)
@@ -98,3 +111,42 @@ def test_real_whisper_times_known_words(tmp_path, context):
 def test_an_encoder_only_folder_cannot_align():
     with pytest.raises(TinyAudioError, match="decoder"):
         WhisperAligner.load(REALSTACK / "whisper-tiny.en-encoder")
+
+
+@needs_whisper
+def test_texts_aligned_together_get_the_times_each_gets_alone(tmp_path):
+    """Three texts of different lengths in one decoder pass: their token ids are padded to the longest and their
+    frames to the longest, and neither padding may move a word (unmasked, the padded frames take attention)."""
+    from transformers import WhisperFeatureExtractor
+
+    from tinyaudio_cli.model.loading import load_whisper_encoder
+
+    need("espeak-ng", "ffmpeg")
+    texts = [
+        "Please bring the report.",
+        "Where did you put the dark table and the green chair last night?",
+        "We will meet at two on Saturday.",
+    ]
+    clips = [
+        compose(tmp_path, f"clip{i}", [0.3, espeak(tmp_path, text, speed=150), 0.3]).audio
+        for i, text in enumerate(texts)
+    ]
+    features = WhisperFeatureExtractor.from_pretrained(WHISPER)(clips, sampling_rate=SR, return_tensors="pt")
+    encoder = load_whisper_encoder(WHISPER, torch.float32, torch.device("cpu"), "sdpa")
+    with torch.inference_mode():
+        states = encoder(features.input_features).last_hidden_state
+    frames = [int(np.ceil(len(clip) / SR * 50)) for clip in clips]
+    assert len(set(frames)) == 3  # each row is padded to the longest
+    aligner = WhisperAligner.load(WHISPER)
+    passes = []
+    hook = aligner.decoder.register_forward_hook(lambda module, args, output: passes.append(len(output[0])))
+    together = aligner.align(states, texts, frames)
+    hook.remove()
+    assert passes == [3]  # one decoder pass of three rows
+    alone = [aligner.align_frames(states[i, : frames[i]], text) for i, text in enumerate(texts)]
+    assert [[w.word for w in words] for words in together] == [[f" {w}" for w in t.split()] for t in texts]
+    assert [[(w.start, w.end) for w in words] for words in together] == [
+        [(w.start, w.end) for w in words] for words in alone
+    ]
+    for a, b in zip(itertools.chain(*together), itertools.chain(*alone), strict=True):
+        assert a.probability == pytest.approx(b.probability, abs=1e-4)

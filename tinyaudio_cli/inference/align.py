@@ -29,12 +29,13 @@ from ..constants import SAMPLE_RATE
 from ..errors import TinyAudioError
 from ..model.alignment import FRAMES_PER_SECOND
 from ..model.modeling import TinyAudioModel
-from .records import Segment, Transcript
-from .transcribe import EncoderWindow, TranscribeOptions, pack_regions, speech_windows, timed_words
+from .records import Segment, Transcript, Word
+from .transcribe import EncoderWindow, TranscribeOptions, WordRequest, pack_regions, speech_windows, timed_words
 
 # Measured on matching and unrelated texts (see tests/test_align.py): the mean word probability of a text that
 # belongs to the audio stays well above this, and of an unrelated text well below.
 LOW_SCORE = 0.2
+MIN_WORD_PROBABILITY = 1e-4  # the resolution of a word's stored probability
 
 
 @dataclass(frozen=True)
@@ -87,20 +88,40 @@ def align_file(model: TinyAudioModel, media: Path, text: str, options: AlignOpti
         segments: list[Segment] = []
         probabilities: list[float] = []
         duration = 0.0
+        requests: list[WordRequest] = []
+
+        def flush() -> None:  # the regions of an encoder batch are timed together
+            for (_, _, placement, share), timed in zip(requests, timed_words(requests, model), strict=True):
+                probabilities.extend(word.probability for word in timed)
+                region = placement.region
+                segment = Segment(len(segments), region.start, region.end, share, words=timed)
+                segment.avg_logprob = _avg_logprob(timed)
+                segment.speech_probability = region.speech_probability  # the VAD's, as transcribe gives it
+                segments.append(segment)
+            requests.clear()
+
         for index, (window, states, _, _) in enumerate(_encoded(model, media, options)):
             placement = window.placements[0]
             duration = max(duration, placement.region.end)
             share = " ".join(shares[index]) if index < len(shares) else ""
-            if not share:
-                continue
-            timed = timed_words(model, states, window.samples, placement, share)
-            probabilities += [word.probability for word in timed]
-            region = placement.region
-            segments.append(Segment(len(segments), region.start, region.end, share, words=timed))
+            if share:
+                requests.append((states, window.samples, placement, share))
+            if len(requests) == options.batch_size:
+                flush()
+        flush()
     except TinyAudioError as error:
         return AlignResult(media, error=error.message)
     transcript = Transcript(str(media), segments, _duration(media, duration), getattr(model, "name", "tinyaudio"))
     return AlignResult(media, transcript, float(np.mean(probabilities)) if probabilities else 0.0)
+
+
+def _avg_logprob(words: Sequence[Word]) -> float | None:
+    """A segment's confidence in transcribe's terms: there the mean log-probability of the LM's tokens, here the
+    mean log of the probabilities the Whisper decoder gives the given words (each the mean over its tokens).
+    Words keep 4 decimals, so a word shown as probability 0 counts as 0.0001 (a log, not -inf)."""
+    if not words:
+        return None
+    return round(float(np.mean([math.log(max(word.probability, MIN_WORD_PROBABILITY)) for word in words])), 4)
 
 
 def spread_words(words: Sequence[str], hypotheses: Sequence[str]) -> list[list[str]]:

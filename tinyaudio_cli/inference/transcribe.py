@@ -198,6 +198,7 @@ def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: Transcri
         frames = [unit[2] for unit in chunk]
         logprobs: list[list[float]] = []
         ids = model.generate_from_frames(frames, options.mode, budgets, options.stop_loops, logprobs)
+        decoded: list[tuple[int, Segment, WordRequest]] = []
         for (file, placement, _, index), token_ids, scores in zip(chunk, ids, logprobs, strict=True):
             kept, text, cut = guarded(model, token_ids)
             region = placement.region
@@ -206,31 +207,45 @@ def _decode(model: TinyAudioModel, batch: list[EncoderWindow], options: Transcri
             segment.avg_logprob = round(sum(scores[: len(kept)]) / len(kept), 4) if kept else None
             segment.speech_probability = region.speech_probability
             segment.dropped = drop_reason(segment, options.min_confidence)
-            if options.word_timestamps:
-                segment.words = timed_words(model, states[index], batch[index].samples, placement, text)
-            segments.append((file, segment))
+            decoded.append((file, segment, (states[index], batch[index].samples, placement, text)))
+        if options.word_timestamps:  # the chunk's texts timed together: the aligner batches them
+            for (_, segment, _), words in zip(decoded, timed_words([r for _, _, r in decoded], model), strict=True):
+                segment.words = words
+        segments += [(file, segment) for file, segment, _ in decoded]
     return segments
 
 
-def timed_words(
-    model: TinyAudioModel, states: torch.Tensor, samples: np.ndarray, placement: Placement, text: str
-) -> list[Word]:
-    """The words of one region's text, timed by the Whisper base's decoder over the encoder states of its
-    window (the frames that hold the region), snapped to pauses, in media seconds inside the region."""
-    if not text.strip():
-        return []
+WordRequest = tuple[torch.Tensor, np.ndarray, Placement, str]  # a window's encoder states and samples, a region, text
+
+
+def timed_words(requests: Sequence[WordRequest], model: TinyAudioModel) -> list[list[Word]]:
+    """The words of each region's text, timed by the Whisper base's decoder over the encoder states of its
+    window (the frames that hold the region), snapped to pauses, in media seconds inside the region. The
+    texts go through the decoder in batches (`WhisperAligner.align_many`)."""
     hop = SAMPLE_RATE // FRAMES_PER_SECOND
-    first = placement.offset // hop
-    last = min(len(states), math.ceil((placement.offset + placement.length) / hop))
-    timed = snap_to_sound(model.aligner().align_frames(states[first:last], text), samples[first * hop : last * hop])
-    region = placement.region
-    origin = region.start - (placement.offset - first * hop) / SAMPLE_RATE  # media time of frame `first`
-    words, latest = [], region.start
-    for word in timed:
-        start = min(max(origin + word.start, latest), region.end)
-        end = min(max(origin + word.end, start), region.end)
-        words.append(Word(word.word, round(start, 3), round(end, 3), round(word.probability, 4)))
-        latest = start
+    spans = []
+    for states, _, placement, _ in requests:
+        first = placement.offset // hop
+        spans.append((first, min(len(states), math.ceil((placement.offset + placement.length) / hop))))
+    wanted = [index for index, (_, _, _, text) in enumerate(requests) if text.strip()]
+    aligned = (
+        model.aligner().align_many([(requests[i][0][slice(*spans[i])], requests[i][3]) for i in wanted])
+        if wanted
+        else []
+    )
+    words: list[list[Word]] = [[] for _ in requests]
+    for index, timings in zip(wanted, aligned, strict=True):
+        _, samples, placement, _ = requests[index]
+        first, last = spans[index]
+        timed = snap_to_sound(timings, samples[first * hop : last * hop])
+        region = placement.region
+        origin = region.start - (placement.offset - first * hop) / SAMPLE_RATE  # media time of frame `first`
+        latest = region.start
+        for word in timed:
+            start = min(max(origin + word.start, latest), region.end)
+            end = min(max(origin + word.end, start), region.end)
+            words[index].append(Word(word.word, round(start, 3), round(end, 3), round(word.probability, 4)))
+            latest = start
     return words
 
 
