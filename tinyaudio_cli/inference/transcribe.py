@@ -11,20 +11,19 @@ over without writing them out.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..audio.media import SAMPLE_RATE, WINDOW_SAMPLES, stream_audio
 from ..audio.vad import SpeechRegion, SpeechWindow, VadOptions, iter_fixed_windows, iter_speech_windows
+from ..data.prefetch import Prefetched
 from ..errors import TinyAudioError
 from ..model.alignment import FRAMES_PER_SECOND, snap_to_sound
 from ..model.batching import auto_batch_size, with_backoff
@@ -258,19 +257,13 @@ def transcribe_files(
     """Transcribe many files (or arrays, see AudioInput), windows from different inputs sharing batches; yields
     each input when done (FileResult.index says which).
 
-    Audio decoding and speech detection run on a background thread, ahead of the model. `on_progress(path,
+    Audio decoding and speech detection run on a background thread (data.prefetch), ahead of the model. `on_progress(path,
     seconds)` is told after each batch how far into each file it reached, so a long file shows it is moving.
     """
     inputs = as_inputs(paths)
     options = options or TranscribeOptions()
     batch_size = options.batch_size or auto_batch_size(model)
     options = replace(options, batch_size=batch_size)
-    events: queue.Queue[tuple] = queue.Queue(maxsize=max(QUEUE_WINDOWS, batch_size))
-    stop = threading.Event()
-    producer = threading.Thread(
-        target=_produce, args=(model, inputs, options, events, stop), name="tinyaudio-audio", daemon=True
-    )
-    producer.start()
     pending: dict[int, _Pending] = {}
     batch: list[EncoderWindow] = []
 
@@ -298,9 +291,8 @@ def transcribe_files(
             batch.clear()
         yield from finished()
 
-    try:
-        while (event := events.get())[0] != "end":
-            kind, file, payload = event
+    with Prefetched(_events(model, inputs, options), max(QUEUE_WINDOWS, batch_size), "tinyaudio-audio") as events:
+        for kind, file, payload in events:
             state = pending.setdefault(file, _pending(inputs[file]))
             if kind == "window":
                 state.windows_left += 1
@@ -315,11 +307,6 @@ def transcribe_files(
                 batch[:] = [window for window in batch if window.file != file]
                 yield FileResult(state.path, error=payload, index=file)
         yield from flush()
-    finally:
-        stop.set()
-        while producer.is_alive():  # unblock a producer waiting on a full queue
-            with contextlib.suppress(queue.Empty):
-                events.get(timeout=0.1)
 
 
 def _pending(source: Path | NamedAudio) -> _Pending:
@@ -328,22 +315,10 @@ def _pending(source: Path | NamedAudio) -> _Pending:
     return _Pending(source, str(source))
 
 
-def _produce(
-    model: TinyAudioModel,
-    inputs: list[Path | NamedAudio],
-    options: TranscribeOptions,
-    events: queue.Queue,
-    stop: threading.Event,
-) -> None:
-    """Decode and segment every input in order; report windows, the end of each input, or its error."""
-
-    def put(event: tuple) -> bool:
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                events.put(event, timeout=0.1)
-                return True
-        return False
-
+def _events(
+    model: TinyAudioModel, inputs: list[Path | NamedAudio], options: TranscribeOptions
+) -> Iterator[tuple[str, int, Any]]:
+    """Decode and segment every input in order: its encoder windows, then its end (its seconds) or its error."""
     for file, source in enumerate(inputs):
         samples = 0
 
@@ -358,16 +333,13 @@ def _produce(
             encoder_windows = pack_regions(file, windows, model.samples_per_token, options.pack)
         try:
             for window in encoder_windows:
-                if not put(("window", file, window)):
-                    return
-            event = ("done", file, samples / SAMPLE_RATE)
+                yield "window", file, window
         except TinyAudioError as error:
-            event = ("error", file, error.message)
-        except Exception as error:  # a bug or an odd file must not hang the consumer: report it
-            event = ("error", file, f"{type(error).__name__}: {error}")
-        if not put(event):
-            return
-    put(("end", None, None))
+            yield "error", file, error.message
+        except Exception as error:  # a bug or an odd file must fail that file, not the whole run
+            yield "error", file, f"{type(error).__name__}: {error}"
+        else:
+            yield "done", file, samples / SAMPLE_RATE
 
 
 def _finish(model: TinyAudioModel, file: int, state: _Pending) -> FileResult:
