@@ -31,7 +31,7 @@ from tinyaudio_cli.training import trainer as train_module
 from tinyaudio_cli.training.checkpoints import read_metrics
 from tinyaudio_cli.training.config import DataSource, TrainConfig, resolve_config
 from tinyaudio_cli.training.data import EncoderCache, ExampleStream, Preparer, collate, open_source, prepare_target
-from tinyaudio_cli.training.loss import ctc_loss, project, target_loss
+from tinyaudio_cli.training.loss import ctc_loss, project
 from tinyaudio_cli.training.resume import STATE_NAME
 from tinyaudio_cli.training.smoke import SMOKE_AUDIO
 from tinyaudio_cli.training.trainer import Trainer, train
@@ -179,7 +179,7 @@ def test_targets_are_normalised_then_truecased():
 
 
 def test_training_loss_is_the_model_loss_cached_or_not(model, speech, tmp_path):
-    """target_loss over the trimmed projector input equals TinyAudioModel.loss; cached encoder frames give the
+    """The trainer's frames (collated log-mel, projected) give TinyAudioModel.loss; cached encoder frames give the
     same loss; gradient checkpointing gives the same gradients."""
     source = open_source(DataSource(str(speech)), False, 0, shuffle=False, loop=False)
     examples = list(ExampleStream([source], [1.0], 0, Preparer(model, 30 * 16_000, True, None)))
@@ -189,7 +189,7 @@ def test_training_loss_is_the_model_loss_cached_or_not(model, speech, tmp_path):
 
     cache = EncoderCache(tmp_path / "cache", "test")
     frames = project(model, model.projector, collate(examples, model.feature_extractor), cache=cache)
-    loss, count = target_loss(model, frames, [e.targets for e in examples])
+    loss, count = model.target_loss(frames, [e.targets for e in examples])
     assert count == sum(len(e.targets) for e in examples)
     assert (loss / count).item() == pytest.approx(reference.item(), rel=1e-5)
 
@@ -198,15 +198,15 @@ def test_training_loss_is_the_model_loss_cached_or_not(model, speech, tmp_path):
         for raw in open_source(DataSource(str(speech)), False, 0, shuffle=False, loop=False)
     ]
     assert all(e.frames is not None and e.audio is None for e in cached)
-    loss_cached, _ = target_loss(
-        model, project(model, model.projector, collate(cached, None)), [e.targets for e in cached]
+    loss_cached, _ = model.target_loss(
+        project(model, model.projector, collate(cached, None)), [e.targets for e in cached]
     )
     assert loss_cached.item() == pytest.approx(loss.item(), rel=1e-6)
 
     def gradients() -> list[torch.Tensor]:
         model.projector.zero_grad()
-        value, _ = target_loss(
-            model, project(model, model.projector, collate(cached, None)), [e.targets for e in cached]
+        value, _ = model.target_loss(
+            project(model, model.projector, collate(cached, None)), [e.targets for e in cached]
         )
         value.backward()
         return [p.grad.clone() for p in model.projector.parameters()]

@@ -257,8 +257,9 @@ def transcribe_files(
     """Transcribe many files (or arrays, see AudioInput), windows from different inputs sharing batches; yields
     each input when done (FileResult.index says which).
 
-    Audio decoding and speech detection run on a background thread (data.prefetch), ahead of the model. `on_progress(path,
-    seconds)` is told after each batch how far into each file it reached, so a long file shows it is moving.
+    Audio decoding and speech detection run on a background thread (data.prefetch), ahead of the model.
+    `on_progress(path, seconds)` is told after each batch how far into each file it reached, so a long file shows
+    it is moving.
     """
     inputs = as_inputs(paths)
     options = options or TranscribeOptions()

@@ -231,18 +231,27 @@ class TinyAudioModel(nn.Module):
         return [*self.tokenizer(text, add_special_tokens=False).input_ids, self.end_of_turn_id]
 
     def loss(self, features: torch.Tensor, num_samples: Sequence[int], targets: Sequence[list[int]]) -> torch.Tensor:
-        """Mean cross-entropy over the target tokens, the training-time computation.
+        """Mean cross-entropy over the target tokens of log-mel `features` (see target_loss).
 
-        The padded audio is left out (trimmed mode), which equals masking it with positions kept.
         Gradients reach only the projector: the encoder runs without them, the LM is frozen.
         """
-        projected = self.encode(features)
-        frames = self.select_frames(projected, num_samples, "trimmed")
+        frames = self.select_frames(self.encode(features), num_samples, "trimmed")
+        total, count = self.target_loss(frames, targets)
+        return total / count
+
+    def target_loss(
+        self, frames: Sequence[torch.Tensor], targets: Sequence[list[int]], label_smoothing: float = 0.0
+    ) -> tuple[torch.Tensor, int]:
+        """Summed cross-entropy of each row's target tokens given its projector frames, and their number: the
+        training computation (training sums over a whole optimizer step, then divides by its tokens).
+
+        The padded audio is left out (trimmed mode), which equals masking it with positions kept.
+        """
         inputs_embeds, attention_mask, position_ids, lengths = self.build_inputs(frames, "trimmed", targets)
         # the LM body, then its head only where a target is predicted: the head over every position
         # would cost as much as a quarter of the body for nothing
         hidden = self.lm.get_decoder()(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).last_hidden_state
         rows, columns, labels = [], [], []
         for row, (length, target) in enumerate(zip(lengths.tolist(), targets, strict=True)):
@@ -253,7 +262,10 @@ class TinyAudioModel(nn.Module):
         device = hidden.device
         picked = hidden[torch.tensor(rows, device=device), torch.tensor(columns, device=device)]
         logits = self.lm.get_output_embeddings()(picked)
-        return F.cross_entropy(logits.float(), torch.tensor(labels, device=device))
+        loss = F.cross_entropy(
+            logits.float(), torch.tensor(labels, device=device), reduction="sum", label_smoothing=label_smoothing
+        )
+        return loss, len(labels)
 
     # -- transcription ---------------------------------------------------------------------------
 

@@ -20,43 +20,6 @@ if TYPE_CHECKING:
 # -- the computation ------------------------------------------------------------------------------------------
 
 
-def target_loss(
-    model: TinyAudioModel,
-    frames: Sequence[torch.Tensor],
-    targets: Sequence[list[int]],
-    label_smoothing: float = 0.0,
-) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy over the target tokens, and their number.
-
-    TinyAudioModel.loss's computation (trimmed mode: padded audio masked, positions kept), with the sum kept
-    so the trainer can normalise over a whole optimizer step, label smoothing, and logits computed only from
-    the first position that predicts a target (the LM head over the prompt and audio would be wasted).
-    """
-    inputs_embeds, attention_mask, position_ids, lengths = model.build_inputs(frames, "trimmed", targets)
-    width = inputs_embeds.shape[1]
-    starts = [length - len(target) for length, target in zip(lengths.tolist(), targets, strict=True)]
-    keep = width - (min(starts) - 1)  # the logit at i predicts the token at i + 1
-    logits = model.lm(
-        inputs_embeds=inputs_embeds,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        use_cache=False,
-        logits_to_keep=keep,
-    ).logits
-    offset = width - keep
-    rows, columns, labels = [], [], []
-    for row, (start, target) in enumerate(zip(starts, targets, strict=True)):
-        rows += [row] * len(target)
-        columns += range(start - 1 - offset, start - 1 - offset + len(target))
-        labels += target
-    device = logits.device
-    picked = logits[torch.tensor(rows, device=device), torch.tensor(columns, device=device)]
-    loss = F.cross_entropy(
-        picked.float(), torch.tensor(labels, device=device), reduction="sum", label_smoothing=label_smoothing
-    )
-    return loss, len(labels)
-
-
 # CTC scores a frame against every token of these and of the batch's transcripts: the first ids of a BPE vocabulary
 # are its earliest merges, the commonest pieces. A softmax over all of SmolLM's 49k tokens made most of a CPU step.
 CTC_VOCABULARY = 8192

@@ -38,7 +38,7 @@ from ..errors import TinyAudioError
 from .checkpoints import MetricsLog, rng_state, set_rng_state
 from .config import NO_DECAY_PATTERNS, SKIP_REASONS, TrainConfig, load_config_file
 from .data import EncoderCache, Example, ExampleStream, Loader, MicroBatch, Preparer, collate, open_source
-from .loss import SpecAugment, ctc_loss, project, target_loss
+from .loss import SpecAugment, ctc_loss, project
 from .resume import (
     CACHE_DIR_NAME,
     CHECKPOINT_PREFIX,
@@ -304,7 +304,7 @@ class Trainer:
                     targets = [e.targets for e in batch.examples]
                     loss = torch.zeros((), device=self.device)
                     if c.lm_weight:
-                        lm_loss, _ = target_loss(self.model, frames, targets, c.label_smoothing)
+                        lm_loss, _ = self.model.target_loss(frames, targets, c.label_smoothing)
                         loss = loss + c.lm_weight * lm_loss
                         lm_sum += lm_loss.item()
                     if c.ctc_weight:
@@ -446,7 +446,7 @@ class Trainer:
             with torch.no_grad(), self._autocast():
                 for batch in _chunks(loss_part, c.eval_batch_size):
                     frames = project(model, model.projector, collate(batch, model.feature_extractor), cache=self.cache)
-                    loss, count = target_loss(model, frames, [e.targets for e in batch])
+                    loss, count = model.target_loss(frames, [e.targets for e in batch])
                     loss_sum, tokens = loss_sum + loss.item(), tokens + count
                 options = TranscribeOptions()
                 for batch in _chunks(wer_part, c.eval_batch_size):
