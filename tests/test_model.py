@@ -298,3 +298,39 @@ def test_rows_leave_the_batch_as_they_finish_without_changing_results(model):
         limit if model.stop_ids[0] not in r.token_ids else len(r.token_ids)
         for r, limit in zip(alone, limits, strict=True)
     ]
+
+
+def test_the_prompt_prefix_is_computed_once_and_decoding_starts_from_it(model, monkeypatch):
+    """Every row's prompt starts with the same tokens: their KV cache is computed once (batch 1) and each
+    batch's prefill computes only the positions after it, with the same tokens and log-probabilities as
+    computing every position; reference mode still computes the whole prompt in one pass."""
+    clips = [noise(1.0, 11), noise(2.3, 12), noise(3.1, 13)]
+    widths: list[int] = []
+
+    def hook(_module, args, kwargs) -> None:
+        tensor = kwargs.get("inputs_embeds") if kwargs.get("inputs_embeds") is not None else kwargs.get("input_ids")
+        widths.append(tensor.shape[1])
+
+    _, projected = model.encode_audio(clips, "trimmed")
+    frames = [p[: model.audio_token_count(len(c))] for p, c in zip(projected, clips, strict=True)]
+    width = int(model.build_inputs(frames, "trimmed")[3].max())
+    prefix = len(model.prompt.prefix)
+    model._prefix = None
+    handle = model.lm.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        reused_scores: list[list[float]] = []
+        reused = model.generate_from_frames(frames, max_new_tokens=5, logprobs=reused_scores)
+        assert widths[:2] == [prefix, width - prefix]  # the prefix alone once, then the rest of the prompt
+        widths.clear()
+        assert model.generate_from_frames(frames, max_new_tokens=5) == reused
+        assert widths[0] == width - prefix  # the second batch computes no prefix again
+        widths.clear()
+        model.generate_from_frames(frames, "reference", max_new_tokens=5)
+        assert widths[0] == int(model.build_inputs(frames, "reference")[3].max())
+    finally:
+        handle.remove()
+    monkeypatch.setattr(model, "prefix_cache", lambda: None)
+    whole_scores: list[list[float]] = []
+    assert model.generate_from_frames(frames, max_new_tokens=5, logprobs=whole_scores) == reused
+    for a, b in zip(reused_scores, whole_scores, strict=True):
+        assert a == pytest.approx(b, abs=1e-4)

@@ -8,10 +8,12 @@ trimmed mode. This loop feeds the positions we give it, batch rows of different 
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import math
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -23,6 +25,15 @@ if TYPE_CHECKING:
 # Fast speech is about 8 LM tokens a second; a region asking for far more is an LM stuck in a loop.
 TOKENS_PER_SECOND_LIMIT = 15
 TOKEN_BUDGET_FLOOR = 16
+
+
+@dataclass(frozen=True)
+class PrefixCache:
+    """The LM's KV cache of the first `length` positions every row of a batch shares (the prompt before the
+    audio), computed once for batch size 1."""
+
+    cache: object
+    length: int
 
 
 class Timings(dict[str, float]):
@@ -106,6 +117,7 @@ def greedy_decode(
     timings: Timings | None = None,
     stop_loops: bool = False,
     logprobs: list[list[float]] | None = None,
+    prefix: PrefixCache | None = None,
 ) -> list[list[int]]:
     """New token ids per row, each ending with its stop token when one was produced.
 
@@ -114,6 +126,8 @@ def greedy_decode(
     itself (see `cut_repetition`) finishes early: its tokens beyond the limit would be cut anyway.
     A `logprobs` list given is filled with one list per row: the log-probability of each token chosen, under
     the distribution it was chosen from (banned ids excluded), from the logits the loop has anyway.
+    With a `prefix`, the first `prefix.length` positions of every row (the same in each) come from that cache
+    instead of being computed again.
     """
     device = inputs_embeds.device
     batch = inputs_embeds.shape[0]
@@ -121,14 +135,21 @@ def greedy_decode(
     last = lengths - 1
     keyword = cache_keyword(lm)
     kept = torch.unique(last)
+    start, reused = 0, {}
+    if prefix is not None:
+        start = prefix.length
+        cache = copy.deepcopy(prefix.cache)  # decoding grows the cache: the model's copy stays as it is
+        cache.batch_repeat_interleave(batch)
+        reused = {keyword: cache}
     with timed(timings, "lm_prefill", device):
         # an explicit mask also keeps transformers from reading position jumps as packed sequences
         out = lm(
-            inputs_embeds=inputs_embeds,
+            inputs_embeds=inputs_embeds[:, start:],
             attention_mask=attention_mask,
-            position_ids=position_ids,
+            position_ids=position_ids[:, start:],
             use_cache=True,
-            logits_to_keep=kept,
+            logits_to_keep=kept - start,
+            **reused,
         )
         logits = out.logits[rows, torch.searchsorted(kept, last)]
     state = _Rows(
