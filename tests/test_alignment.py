@@ -150,3 +150,20 @@ def test_texts_aligned_together_get_the_times_each_gets_alone(tmp_path):
     ]
     for a, b in zip(itertools.chain(*together), itertools.chain(*alone), strict=True):
         assert a.probability == pytest.approx(b.probability, abs=1e-4)
+
+
+@needs_whisper
+def test_a_text_longer_than_the_decoder_holds_is_aligned_in_pieces():
+    """Whisper's decoder holds 448 positions: a longer text (a script that does not match its audio, a decoding
+    loop) is cut at words into pieces over shares of the frames, so every word gets a time in order instead of
+    the positional table failing with a traceback."""
+    aligner = WhisperAligner.load(WHISPER)
+    capacity = aligner.decoder.config.max_target_positions
+    text = " ".join(["where did you put the dark table"] * 120)  # 840 words, well over 448 tokens
+    assert len(aligner._text_tokens(text)) > capacity
+    states = torch.randn(1500, aligner.decoder.config.d_model)
+    (words,) = aligner.align(states[None], [text], [1500])
+    assert [w.word.strip() for w in words] == text.split()
+    starts = [w.start for w in words]
+    assert starts == sorted(starts) and starts[0] >= 0 and words[-1].end <= 30.0 + 1e-6
+    assert 10.0 < starts[len(words) // 2] < 20.0  # the middle word near the middle of the frames

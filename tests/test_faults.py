@@ -202,6 +202,27 @@ def test_export_over_an_earlier_export_needs_overwrite_and_keeps_the_users_files
     assert "edited.py" not in json.loads((out / "tinyaudio_export.json").read_text())["code"]
 
 
+def test_export_never_replaces_a_code_file_it_did_not_write(checkpoint: Path, tmp_path: Path) -> None:
+    """The exported code keeps model/'s names (config.py, modeling.py, ...): a same-named file the user edited,
+    or another project's, stops an --overwrite export before anything is written."""
+    out = tmp_path / "exported"
+    assert tinyaudio("export", checkpoint, out).returncode == 0
+    assert tinyaudio("export", checkpoint, out, "--overwrite").returncode == 0  # its own files, unchanged
+    (out / "modeling.py").write_text("# my fork of the model\n")
+    weights = (out / "model.safetensors").read_bytes()
+    again = tinyaudio("export", checkpoint, out, "--overwrite")
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert again.stderr.startswith("error: ") and "holds modeling.py, which the export writes" in again.stderr
+    assert (out / "modeling.py").read_text() == "# my fork of the model\n"
+    assert (out / "model.safetensors").read_bytes() == weights
+    other = tmp_path / "another-project"
+    other.mkdir()
+    (other / "config.py").write_text("SETTING = 1\n")
+    refused = tinyaudio("export", checkpoint, other, "--overwrite")
+    assert refused.returncode == 1 and refused.stderr.startswith("error: ") and "holds config.py" in refused.stderr
+    assert sorted(path.name for path in other.iterdir()) == ["config.py"]
+
+
 def test_exported_and_trained_weights_have_the_mode_of_every_other_file(checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "exported"
     assert tinyaudio("export", checkpoint, out).returncode == 0

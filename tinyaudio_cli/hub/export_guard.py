@@ -7,7 +7,8 @@ are Python files an earlier export wrote and this one no longer ships.
 
 An export knows its own code files by a record it writes beside them (RECORD_NAME: the tinyaudio version and
 each code file's sha256), not by editing them: they are model/'s files, byte for byte. A listed file whose
-content no longer matches was edited by the user: it is theirs, kept and named in a warning. Exports by
+content no longer matches was edited by the user: it is theirs, kept and named in a warning when this export no
+longer ships it, and the export is refused when it would replace it (check_code_files). Exports by
 versions before the record named their files `tinyaudio_*.py` and marked their first line; those are still
 recognised and removed.
 """
@@ -42,6 +43,30 @@ def check_out_dir(out: Path, source: Path, overwrite: bool) -> None:
             f"{out} is not empty{held}",
             hint="export into a new folder, or pass --overwrite to replace the files an export writes there "
             "(other files are kept)",
+        )
+
+
+def check_code_files(out: Path, code: dict[str, bytes]) -> None:
+    """Refuse, before any model work, to replace a same-named file the export did not write: code names are
+    model/'s own (config.py, modeling.py, ...), which another project's folder may hold too. A file may be
+    replaced when an earlier export recorded it unchanged, or when it already holds exactly these bytes."""
+    earlier = _recorded_code(out / RECORD_NAME)
+    foreign = []
+    for name, content in sorted(code.items()):
+        path = out / name
+        if not os.path.lexists(path):
+            continue
+        try:
+            current = path.read_bytes() if path.is_file() and not path.is_symlink() else None
+        except OSError:
+            current = None
+        if current is None or (current != content and earlier.get(name) != _sha256(current)):
+            foreign.append(name)
+    if foreign:
+        raise TinyAudioError(
+            f"{out} holds {', '.join(foreign)}, which the export writes and which no earlier export wrote as it "
+            "is now (edited, or another project's)",
+            hint="move those files away, or export into a new folder",
         )
 
 

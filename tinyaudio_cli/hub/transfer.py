@@ -572,7 +572,7 @@ def export_model(
     A folder that holds files is refused unless `overwrite`; then only the files an export writes are replaced.
     """
     from ..model.loading import DTYPES, load_model, resolve_model_dir, weights_sha256
-    from .export_guard import check_out_dir, check_summaries, move_in, staging_dir, write_record
+    from .export_guard import check_code_files, check_out_dir, check_summaries, move_in, staging_dir, write_record
 
     if dtype not in DTYPES:
         raise UsageError(f"unknown dtype {dtype!r} ({', '.join(DTYPES)})")
@@ -580,6 +580,9 @@ def export_model(
     source = resolve_model_dir(checkpoint, "checkpoint")
     out = Path(out_dir).expanduser()
     check_out_dir(out, source, overwrite)
+    code = remote_code()
+    if out.is_dir():
+        check_code_files(out, code)
     if results:
         check_summaries(eval_summaries, [r.weights_sha256 for r in results], [r.model for r in results], source,
                         weights_sha256(source), checkpoint)  # fmt: skip
@@ -589,7 +592,6 @@ def export_model(
     try:
         model.save_pretrained(staged, DTYPES[dtype])
         _drop_foreign_code_refs(staged)
-        code = remote_code()
         for name, content in code.items():
             (staged / name).write_bytes(content)
         write_record(staged, __version__, code)

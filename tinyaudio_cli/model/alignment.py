@@ -133,6 +133,11 @@ class WhisperAligner:
         each cross-attention layer (`_masked_cross_attention`); each row's times are then exactly its own."""
         tokens = [self._text_tokens(text) for _, text in items]
         timed: list[list[WordTiming]] = [[] for _ in items]
+        capacity = self.decoder.config.max_target_positions - len(self.prompt) - 1  # the end of text too
+        for index, ids in enumerate(tokens):
+            if len(ids) > capacity:  # more than the decoder's positions hold: in pieces, each over its share
+                timed[index] = self._align_in_pieces(*items[index], capacity)
+                tokens[index] = []
         wanted = [index for index, ids in enumerate(tokens) if ids]
         wanted.sort(key=lambda index: len(items[index][0]))  # rows of like length share a batch: less padding
         for start in range(0, len(wanted), batch_size):
@@ -140,6 +145,28 @@ class WhisperAligner:
             rows = self._forward([items[index][0] for index in chunk], [tokens[index] for index in chunk])
             for index, row in zip(chunk, rows, strict=True):
                 timed[index] = self._words(tokens[index], *row)
+        return timed
+
+    def _align_in_pieces(self, states: torch.Tensor, text: str, capacity: int) -> list[WordTiming]:
+        """A text too long for the decoder (448 positions for Whisper), cut at words into pieces that fit, each
+        aligned over a share of the frames proportional to its tokens: coarse, but every word gets a time."""
+        pieces: list[tuple[list[str], int]] = []
+        for word in text.split():
+            count = len(self._text_tokens(word))
+            if pieces and pieces[-1][1] + count <= capacity:
+                pieces[-1] = ([*pieces[-1][0], word], pieces[-1][1] + count)
+            else:
+                pieces.append(([word], count))
+        total = sum(count for _, count in pieces)
+        bounds = [round(len(states) * done / total) for done in itertools.accumulate([0] + [c for _, c in pieces])]
+        timed = []
+        for (words, count), first, last in zip(pieces, bounds, bounds[1:], strict=False):
+            offset = first / FRAMES_PER_SECOND
+            if count > capacity:  # one "word" longer than the decoder holds: its share, unaligned
+                timed.append(WordTiming(words[0], offset, max(last, first + 1) / FRAMES_PER_SECOND, 0.0))
+                continue
+            (aligned,) = self.align_many([(states[first : max(last, first + 1)], " ".join(words))])
+            timed += [WordTiming(w.word, w.start + offset, w.end + offset, w.probability) for w in aligned]
         return timed
 
     def _text_tokens(self, text: str) -> list[int]:

@@ -10,7 +10,8 @@ SAMPLE_RATE = 16_000  # what Whisper's encoder hears; every decoder resamples to
 WINDOW_SECONDS = 30  # one encoder window
 WINDOW_SAMPLES = SAMPLE_RATE * WINDOW_SECONDS
 # what the Whisper encoder runs over by default: "audio" (each clip or region and AUDIO_PADDING_SECONDS of padding,
-# model/context.py) or "full" (30 s windows, as Whisper was trained). "audio" is 1.5-2.5x faster and, with the
-# shipped model on held-out speech, as accurate: clips -0.6 WER points, nine 3-minute recordings -0.8 points
-# on average (one of them +7.4, another -6): the default. Reference mode always runs full windows.
+# model/context.py) or "full" (30 s windows, as Whisper was trained). With the shipped model on held-out speech
+# "audio" is 1.8x faster on clips at the same WER (32.95 % against 33.52 %) and, over nine 3-minute recordings,
+# 2.9x faster at 54.30 % against 55.89 % (benchmarks/context_recordings.py; speed.py's own recording alone:
+# +7.4 points): the default. Reference mode always runs full windows.
 DEFAULT_ENCODER_CONTEXT = "audio"

@@ -91,7 +91,7 @@ class TinyAudioModel(nn.Module):
         self.context_padding = context_padding(DEFAULT_ENCODER_CONTEXT)
         self.audio_dir: Path | None = None  # the Whisper base's folder (set by the loader): its decoder aligns words
         self._aligner = None
-        self._prefix: tuple[tuple, PrefixCache | None] | None = None  # (device, dtype), the prompt prefix's cache
+        self._prefix: tuple[tuple, PrefixCache | None] | None = None  # (device, dtype, autocast), its prefix cache
 
     @property
     def device(self) -> torch.device:
@@ -249,22 +249,28 @@ class TinyAudioModel(nn.Module):
         The padded audio is left out (trimmed mode), which equals masking it with positions kept.
         """
         inputs_embeds, attention_mask, position_ids, lengths = self.build_inputs(frames, "trimmed", targets)
-        # the LM body, then its head only where a target is predicted: the head over every position
-        # would cost as much as a quarter of the body for nothing
-        hidden = self.lm.get_decoder()(
-            inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-        ).last_hidden_state
+        width = inputs_embeds.shape[1]
+        starts = [length - len(target) for length, target in zip(lengths.tolist(), targets, strict=True)]
+        keep = width - (min(starts) - 1)  # the logit at i predicts the token at i + 1
+        # the LM's own forward, so that its logit post-processing (soft-capping, scaling) is what is trained;
+        # its head only from the first position that predicts a target (over the prompt and audio it is waste)
+        logits = self.lm(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+            logits_to_keep=keep,
+        ).logits
+        offset = width - keep
         rows, columns, labels = [], [], []
-        for row, (length, target) in enumerate(zip(lengths.tolist(), targets, strict=True)):
-            start = length - len(target)  # the hidden state at i predicts the token at i + 1
+        for row, (start, target) in enumerate(zip(starts, targets, strict=True)):
             rows += [row] * len(target)
-            columns += range(start - 1, length - 1)
+            columns += range(start - 1 - offset, start - 1 - offset + len(target))
             labels += target
-        device = hidden.device
-        picked = hidden[torch.tensor(rows, device=device), torch.tensor(columns, device=device)]
-        logits = self.lm.get_output_embeddings()(picked)
+        device = logits.device
+        picked = logits[torch.tensor(rows, device=device), torch.tensor(columns, device=device)]
         loss = F.cross_entropy(
-            logits.float(), torch.tensor(labels, device=device), reduction="sum", label_smoothing=label_smoothing
+            picked.float(), torch.tensor(labels, device=device), reduction="sum", label_smoothing=label_smoothing
         )
         return loss, len(labels)
 
@@ -319,11 +325,15 @@ class TinyAudioModel(nn.Module):
         """The LM's cache of the prompt before the audio, computed once per device and dtype: every row starts
         with it (21 of the 50-80 positions of a short clip's prompt with SmolLM2), so decoding starts from a
         copy instead of computing it again. None where the LM's cache cannot be copied out to a batch."""
-        # a cache made under autocast holds its dtype: one made outside it must not be mixed with it
-        key = (self.device, self.dtype, torch.is_autocast_enabled(self.device.type))
+        if not self.prompt.prefix:  # a template that starts with the audio: nothing to reuse
+            return None
+        # a cache made under autocast holds its dtype: one made outside it (or in another) must not be mixed in
+        autocast = torch.is_autocast_enabled(self.device.type)
+        key = (self.device, self.dtype, autocast and torch.get_autocast_dtype(self.device.type))
         if self._prefix is None or self._prefix[0] != key:
             ids = torch.tensor([self.prompt.prefix], device=self.device)
-            with torch.no_grad():  # not inference mode: its tensors could not be copied outside it
+            # ordinary tensors even when called in inference mode: a caller outside it may then use them too
+            with torch.inference_mode(False), torch.no_grad():
                 out = self.lm(input_ids=ids, use_cache=True)
             cache = getattr(out, cache_keyword(self.lm), None)
             usable = cache is not None and hasattr(cache, "batch_repeat_interleave")
