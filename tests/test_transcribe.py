@@ -187,9 +187,10 @@ def test_a_python_caller_transcribes_arrays_as_it_transcribes_files(model, long_
 
     audio, rate = sf.read(long_speech.path, dtype="float32")
     assert rate == 16_000 and audio.ndim == 1 and len(audio) > 30 * rate
-    inputs = [long_speech.path, NamedAudio("speech", audio), audio, np.zeros(0, np.float32), np.zeros((2, 800))]
+    pcm = np.zeros(800, np.int16)  # PCM read as integers: refused, not taken as samples 32768 times too loud
+    inputs = [long_speech.path, NamedAudio("speech", audio), audio, np.zeros(0, np.float32), np.zeros((2, 800)), pcm]
     results = sorted(public(model, inputs, TranscribeOptions(max_new_tokens=5)), key=lambda result: result.index)
-    assert [result.index for result in results] == [0, 1, 2, 3, 4]
+    assert [result.index for result in results] == [0, 1, 2, 3, 4, 5]
     file, named, bare = (result.transcript for result in results[:3])
     assert len(file.segments) > 1
     for transcript in (named, bare):
@@ -200,6 +201,7 @@ def test_a_python_caller_transcribes_arrays_as_it_transcribes_files(model, long_
     assert (file.source, named.source, bare.source) == (str(long_speech.path), "speech", "array-2")
     assert results[3].transcript is None and results[3].error == "array-3 contains no audio"
     assert results[4].error == "array-4: expected mono audio (one dimension), got shape (2, 800)"
+    assert results[5].error == "array-5: expected float samples in [-1, 1], got int16 (divide PCM by 32768)"
 
 
 @pytest.mark.slow  # several processes or a long decode: out of the fast loop

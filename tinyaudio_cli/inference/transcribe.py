@@ -119,7 +119,12 @@ def speech_windows(
 
 def array_blocks(audio: NamedAudio) -> Iterator[np.ndarray]:
     """An array as the pipeline reads a file: float32 blocks; an empty one fails as an empty file does."""
-    samples = np.asarray(audio.samples, dtype=np.float32)
+    given = np.asarray(audio.samples)
+    if not np.issubdtype(given.dtype, np.floating):  # int16 PCM as floats would be 32768 times too loud
+        raise TinyAudioError(
+            f"{audio.name}: expected float samples in [-1, 1], got {given.dtype} (divide PCM by 32768)"
+        )
+    samples = given.astype(np.float32, copy=False)
     if samples.ndim != 1:
         raise TinyAudioError(f"{audio.name}: expected mono audio (one dimension), got shape {samples.shape}")
     if not len(samples):
