@@ -55,3 +55,15 @@ def test_batched_transcription_on_gpu_equals_one_at_a_time(models, mode):
     # bfloat16 batches may round differently from single rows: most rows must still agree exactly
     same = sum(a.token_ids == b.token_ids for a, b in zip(together, alone, strict=True))
     assert same >= len(clips) - 1
+
+
+def test_prefix_cache_on_gpu_gives_the_tokens_of_the_whole_prompt(models, monkeypatch):
+    """On CUDA the prefill after a cached prefix takes attention's query-shorter-than-keys path (right-padded
+    rows): in bfloat16 the tokens must agree with computing every position, all rows but at most one."""
+    gpu, _ = models
+    clips = [noise(s, 20 + i) for i, s in enumerate([0.9, 3.3, 7.1, 12.0])]
+    reused = gpu.transcribe(clips, batch_size=4, max_new_tokens=8)
+    monkeypatch.setattr(gpu, "prefix_cache", lambda: None)
+    whole = gpu.transcribe(clips, batch_size=4, max_new_tokens=8)
+    same = sum(a.token_ids == b.token_ids for a, b in zip(reused, whole, strict=True))
+    assert same >= len(clips) - 1
