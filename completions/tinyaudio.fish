@@ -61,7 +61,7 @@ complete -c tinyaudio -n '__tinyaudio_at_argument download --cache-dir --config 
 
 # eval
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l audio-column -x -d 'Column holding the audio.'
-complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l batch-size -x -d 'Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).'
+complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l batch-size -x -d 'Windows per batch (default: 16 on a CPU; on a GPU, as many as its free memory holds, up to 256).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l config -x -d 'Dataset config (default: the set\'s own).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l data -s d -r -F -a 'loquacious librispeech-clean librispeech-other tedlium gigaspeech spgispeech earnings22 ami voxpopuli common-voice peoples-speech' -d 'The samples: a registered set (loquacious, librispeech-clean, tedlium, ami, ...), a Hub id, a local folder (Parquet files laid out like a Hub dataset, or media files with same-named .txt references), a Parquet file, or a JSONL/CSV/TSV manifest with \'audio\' (relative to it), \'text\' and optional \'id\' fields.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from eval' -l device -x -a 'auto cpu cuda mps' -d 'auto, cpu, cuda, cuda:N or mps.'
@@ -168,7 +168,7 @@ complete -c tinyaudio -n '__fish_seen_subcommand_from train' -l warmup-steps -x 
 complete -c tinyaudio -n '__fish_seen_subcommand_from train' -l weight-decay -x -d 'AdamW weight decay (not on biases or norms). (default 0.01)'
 
 # transcribe
-complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l batch-size -x -d 'Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).'
+complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l batch-size -x -d 'Windows per batch (default: 16 on a CPU; on a GPU, as many as its free memory holds, up to 256).'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l device -x -a 'auto cpu cuda mps' -d 'auto, cpu, cuda, cuda:N or mps.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l dtype -x -a 'auto float32 bfloat16 float16' -d 'auto: bfloat16 on CUDA, float32 on CPU.'
 complete -c tinyaudio -n '__fish_seen_subcommand_from transcribe' -l encoder-context -x -d 'What the Whisper encoder runs over: \'audio\' (each clip\'s audio and 5 s of the window\'s padding: a fraction of the work for short clips), \'full\' (the whole 30 s window, as the reference does), or seconds of padding. --reference-mode always uses the whole window.'

@@ -64,7 +64,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
             Help = 'Word error rate and speed of one or more models on LoquaciousSet, the Open ASR sets or your own data.'
             Options = @(
                 @{ Names = @('--audio-column'); Help = 'Column holding the audio.'; Value = $true; Choices = @(); Paths = '' },
-                @{ Names = @('--batch-size'); Help = 'Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).'; Value = $true; Choices = @(); Paths = '' },
+                @{ Names = @('--batch-size'); Help = 'Windows per batch (default: 16 on a CPU; on a GPU, as many as its free memory holds, up to 256).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--config'); Help = 'Dataset config (default: the set''s own).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--data', '-d'); Help = 'The samples: a registered set (loquacious, librispeech-clean, tedlium, ami, ...), a Hub id, a local folder (Parquet files laid out like a Hub dataset, or media files with same-named .txt references), a Parquet file, or a JSONL/CSV/TSV manifest with ''audio'' (relative to it), ''text'' and optional ''id'' fields.'; Value = $true; Choices = @('loquacious', 'librispeech-clean', 'librispeech-other', 'tedlium', 'gigaspeech', 'spgispeech', 'earnings22', 'ami', 'voxpopuli', 'common-voice', 'peoples-speech'); Paths = 'file' },
                 @{ Names = @('--device'); Help = 'auto, cpu, cuda, cuda:N or mps.'; Value = $true; Choices = @('auto', 'cpu', 'cuda', 'mps'); Paths = '' },
@@ -186,7 +186,7 @@ Register-ArgumentCompleter -Native -CommandName tinyaudio -ScriptBlock {
         'transcribe' = @{
             Help = 'Transcribe media files or whole folders to txt, SRT, VTT, JSON or TSV.'
             Options = @(
-                @{ Names = @('--batch-size'); Help = 'Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).'; Value = $true; Choices = @(); Paths = '' },
+                @{ Names = @('--batch-size'); Help = 'Windows per batch (default: 16 on a CPU; on a GPU, as many as its free memory holds, up to 256).'; Value = $true; Choices = @(); Paths = '' },
                 @{ Names = @('--device'); Help = 'auto, cpu, cuda, cuda:N or mps.'; Value = $true; Choices = @('auto', 'cpu', 'cuda', 'mps'); Paths = '' },
                 @{ Names = @('--dtype'); Help = 'auto: bfloat16 on CUDA, float32 on CPU.'; Value = $true; Choices = @('auto', 'float32', 'bfloat16', 'float16'); Paths = '' },
                 @{ Names = @('--encoder-context'); Help = 'What the Whisper encoder runs over: ''audio'' (each clip''s audio and 5 s of the window''s padding: a fraction of the work for short clips), ''full'' (the whole 30 s window, as the reference does), or seconds of padding. --reference-mode always uses the whole window.'; Value = $true; Choices = @(); Paths = '' },

@@ -171,7 +171,7 @@ BatchSizeOption = Annotated[
     typer.Option(
         "--batch-size",
         min=1,
-        help="Windows per batch (default: 8 on a CPU; on a GPU, as many as its free memory holds, up to 256).",
+        help="Windows per batch (default: 16 on a CPU; on a GPU, as many as its free memory holds, up to 256).",
         rich_help_panel=PERF_PANEL,
     ),
 ]
