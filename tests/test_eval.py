@@ -30,6 +30,7 @@ from tinyaudio_cli.cli import app
 from tinyaudio_cli.data.prefetch import Prefetched
 from tinyaudio_cli.errors import TinyAudioError
 from tinyaudio_cli.evaluation.runner import EvalOptions, EvalSource, run_evaluation
+from tinyaudio_cli.model.batching import CPU_BATCH_SIZE
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -187,7 +188,7 @@ def test_summary_describes_the_run(loquacious_run: dict) -> None:
     assert {"tinyaudio", "torch", "transformers"} <= set(summary["versions"])
     assert summary["settings"]["device"] == "cpu" and summary["settings"]["dtype"] == "float32"
     assert summary["settings"]["max_new_tokens"] == 12
-    assert summary["settings"]["batch_size"] == 8  # none given: a CPU's default
+    assert summary["settings"]["batch_size"] == CPU_BATCH_SIZE  # none given: a CPU's default
     assert len(summary["top_substitutions"]) <= 20
     assert all(set(s) == {"reference", "hypothesis", "count"} for s in summary["top_substitutions"])
     # RTFx is audio over model seconds, audio being the scored samples only
